@@ -1,0 +1,171 @@
+"""Adapter (EIP Channel Adapter) base: calls a peer with zeep and maps faults.
+
+One zeep ``Client`` per contract per process (the WSDL is parsed once), one requests
+``Session`` per peer with a pooled keep-alive ``HTTPAdapter``, one service proxy per peer
+address, a timeout on every call, ``forbid_dtd`` / ``forbid_external`` on. A peer fault, an
+unreadable answer, a refused connection or a timeout becomes a ``Server`` fault naming the peer.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import requests
+import zeep
+from lxml import etree
+from requests.adapters import HTTPAdapter
+from zeep.helpers import serialize_object
+from zeep.plugins import Plugin
+from zeep.transports import Transport
+
+from bus.faults import PeerFault, PeerTimeout, PeerUnavailable
+from bus.message import Message, Reply
+from config.settings import ConfigError, PeerConfig, did_you_mean
+from services.models import CONTRACTS
+from services.models.common import WSDL_DIR
+
+POOL_SIZE = 64
+
+
+class _RawCapture(Plugin):
+    """zeep plugin keeping the last envelope sent and received, per thread, for the journal."""
+
+    def __init__(self):
+        self.local = threading.local()
+
+    def egress(self, envelope, http_headers, operation, binding_options):
+        self.local.sent = etree.tostring(envelope, encoding="utf-8")
+        self.local.received = b""
+        return envelope, http_headers
+
+    def ingress(self, envelope, http_headers, operation):
+        self.local.received = etree.tostring(envelope, encoding="utf-8")
+        return envelope, http_headers
+
+    def take(self) -> tuple[bytes, bytes]:
+        return getattr(self.local, "sent", b""), getattr(self.local, "received", b"")
+
+
+_wsdl_lock = threading.Lock()
+_wsdl_documents: dict[str, zeep.wsdl.Document] = {}
+
+
+def zeep_settings() -> zeep.Settings:
+    return zeep.Settings(strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True,
+                         xml_huge_tree=False)
+
+
+class Adapter:
+    """Base of every peer adapter. Subclasses name their ``kind`` and the contracts they carry."""
+
+    kind: str = ""
+    services: tuple[str, ...] = ()
+
+    def __init__(self, peer: PeerConfig):
+        self.peer = peer
+        self.capture = _RawCapture()
+        self.session = requests.Session()
+        pooled = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
+        self.session.mount("http://", pooled)
+        self.session.mount("https://", pooled)
+        self.transport = Transport(session=self.session, timeout=peer.timeout,
+                                   operation_timeout=peer.timeout)
+        self._clients: dict[str, zeep.Client] = {}
+        self._proxies: dict[tuple[str, str], object] = {}
+        self._lock = threading.Lock()
+
+    # -- zeep plumbing: built once, then shared by every thread --------------------------
+    def client(self, service: str) -> zeep.Client:
+        client = self._clients.get(service)
+        if client is None:
+            with self._lock:
+                client = self._clients.get(service)
+                if client is None:
+                    path = WSDL_DIR / CONTRACTS[service].wsdl
+                    client = zeep.Client(str(path), transport=self.transport, settings=zeep_settings(),
+                                         plugins=[self.capture])
+                    self._clients[service] = client
+        return client
+
+    def proxy(self, service: str, url: str):
+        key = (service, url)
+        proxy = self._proxies.get(key)
+        if proxy is None:
+            client = self.client(service)
+            binding = f"{{{CONTRACTS[service].namespace}}}{service}Soap11Binding"
+            proxy = client.create_service(binding, url)
+            self._proxies[key] = proxy
+        return proxy
+
+    def endpoint(self, service: str, base_url: str) -> str:
+        """The peer's address for one service: ``<peer url>/<Service>``."""
+        return f"{base_url.rstrip('/')}/{service}"
+
+    # -- mapping hooks: canonical peers need none ------------------------------------------
+    def map_request(self, message: Message, decision) -> tuple[dict, dict]:
+        head = dict(message.head)
+        head["MSG_RECEIVER"] = decision.peer_name
+        return head, message.body
+
+    def map_reply(self, message: Message, decision, head: dict, body: dict | None) -> tuple[dict, dict | None]:
+        head = dict(head or {})
+        head.setdefault("MSG_SENDER", decision.peer_name)
+        head["TRANS_IDO"] = message.trans_ido
+        head["ACTION_CODE"] = "1"
+        return head, body
+
+    # -- the call -------------------------------------------------------------------------
+    def call(self, message: Message, decision) -> Reply:
+        """Call the peer for ``message``; return its Reply or raise a Server fault naming it."""
+        if message.service not in self.services:
+            raise PeerFault(f"Peer {decision.peer_name} ({self.kind}) does not offer {message.service}; "
+                            "the route table sends it to the wrong peer.", message.trans_ido)
+        name = decision.peer_name
+        url = self.endpoint(message.service, decision.url)
+        head, body = self.map_request(message, decision)
+        started = time.perf_counter()
+        try:
+            operation = getattr(self.proxy(message.service, url), message.operation)
+            result = operation(UNI_BSS_HEAD=head, UNI_BSS_BODY=body)
+        except zeep.exceptions.Fault as exc:
+            raise PeerFault(f"Peer {name} answered {message.operation} with a SOAP fault "
+                            f"({exc.code}): {exc.message}", message.trans_ido, peer=name) from None
+        except requests.Timeout:
+            raise PeerTimeout(f"Peer {name} did not answer {message.operation} within "
+                              f"{self.peer.timeout:g} s.", message.trans_ido, peer=name) from None
+        except requests.ConnectionError:
+            raise PeerUnavailable(f"Peer {name} at {url} refused or dropped the connection.",
+                                  message.trans_ido, peer=name) from None
+        except (zeep.exceptions.TransportError, zeep.exceptions.XMLSyntaxError,
+                zeep.exceptions.ValidationError, etree.XMLSyntaxError, zeep.exceptions.Error) as exc:
+            raise PeerFault(f"Peer {name} gave an answer to {message.operation} the bus cannot use: "
+                            f"{exc}", message.trans_ido, peer=name) from None
+        elapsed = (time.perf_counter() - started) * 1000
+        sent, received = self.capture.take()
+        data = serialize_object(result, dict) or {}
+        head, body = self.map_reply(message, decision, data.get("UNI_BSS_HEAD"), data.get("UNI_BSS_BODY"))
+        return Reply(head=head, body=body, peer=name, raw_request=sent, raw_response=received,
+                     elapsed_ms=elapsed)
+
+
+class AdapterRegistry:
+    """One adapter instance per configured peer, created on first use."""
+
+    def __init__(self, peers: dict[str, PeerConfig], kinds: dict[str, type[Adapter]]):
+        self.peers = peers
+        self.kinds = kinds
+        self._adapters: dict[str, Adapter] = {}
+        self._lock = threading.Lock()
+        for key, peer in peers.items():
+            if peer.adapter not in kinds:
+                raise ConfigError(f"peers.{key}.adapter: unknown adapter {peer.adapter!r}"
+                                  f"{did_you_mean(peer.adapter, kinds)}")
+
+    def for_peer(self, peer: PeerConfig) -> Adapter:
+        adapter = self._adapters.get(peer.key)
+        if adapter is None:
+            with self._lock:
+                adapter = self._adapters.get(peer.key)
+                if adapter is None:
+                    adapter = self._adapters[peer.key] = self.kinds[peer.adapter](peer)
+        return adapter

@@ -1,0 +1,11 @@
+"""Adapter for a province Billing (phase 2): arrears, balances, payments, three-account data.
+
+The sandbox peer speaks the canonical contract, so the base mapping applies; a peer with
+its own contract overrides ``map_request`` / ``map_reply`` here.
+"""
+from adapters.base import Adapter
+
+
+class ProvinceBillingAdapter(Adapter):
+    kind = "province_billing"
+    services = ('BankPayment', 'AccountSync')

@@ -1,0 +1,1 @@
+"""The bus core: Message, routing, mediation, delivery and the journal hooks."""

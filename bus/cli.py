@@ -1,0 +1,333 @@
+"""The `bssbus` command.
+
+Sub-commands: serve, sandbox, call, demo, routes, journal. Each takes --help and --config
+FILE, and exits non-zero with a one-line reason on bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from config.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("bssbus")
+
+
+class CliError(Exception):
+    """A bad input on the command line: printed as one line, exit status 2."""
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _settings(args) -> Settings:
+    settings = load_settings(args.config)
+    if getattr(args, "db_url", None):
+        settings.raw.setdefault("database", {})["url"] = args.db_url
+    return settings
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise CliError(f"the process serving {url} exited with status {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise CliError(f"{url} did not answer within {timeout:g} s")
+
+
+# -- serve / sandbox ------------------------------------------------------------------------
+def start_sandbox_process(settings: Settings, host: str, bus_url: str | None,
+                          config: str | None = None) -> tuple[subprocess.Popen, str]:
+    """Start `bssbus sandbox` in its own process on a free loopback port; returns (proc, url)."""
+    from bus.server import free_port
+    port = int(settings.section("sandbox").get("port") or 0) or free_port(host)
+    cmd = [sys.executable, "-m", "bus.cli", "sandbox", "--host", host, "--port", str(port),
+           "--db-url", settings.sandbox_db_url]
+    if bus_url:
+        cmd += ["--bus-url", bus_url]
+    if config:
+        cmd += ["--config", config]
+    proc = subprocess.Popen(cmd, cwd=os.getcwd())
+    url = f"http://{host}:{port}"
+    wait_http(f"{url}/healthz", proc=proc)
+    return proc, url
+
+
+def cmd_serve(args) -> int:
+    from bus.core import Bus
+    from bus.server import run_gunicorn
+    from dao.db import open_database
+    from services.app import BusApplication
+
+    settings = _settings(args)
+    host, port = args.host or settings.host, args.port or settings.port
+    sandbox = None
+    if not args.no_sandbox:
+        sandbox, url = start_sandbox_process(settings, settings.section("sandbox").get("host", "127.0.0.1"),
+                                             f"http://{host}:{port}", args.config)
+        settings.set_sandbox_url(url)
+        print(f"sandbox peers at {url}/peers/", flush=True)
+    settings.peers  # fail now, in one line, if a peer address cannot be built
+    open_database(settings.db_url).dispose()  # migrate once, before the workers fork
+
+    def factory():
+        return BusApplication(Bus(settings).start())
+
+    def stop_sandbox():
+        if sandbox is not None and sandbox.poll() is None:
+            sandbox.terminate()
+            sandbox.wait(10)
+
+    print(f"bssbus serving http://{host}:{port}/ (journal: {settings.db_url})", flush=True)
+    try:
+        run_gunicorn(factory, host, port, workers=args.workers or settings.server_option("workers", 2),
+                     threads=args.threads or settings.server_option("threads", 32),
+                     timeout=settings.server_option("timeout", 60), name="bssbus", on_exit=stop_sandbox)
+    finally:
+        stop_sandbox()
+    return 0
+
+
+def cmd_sandbox(args) -> int:
+    from bus.server import run_gunicorn
+    from sandbox.app import SandboxApplication
+
+    settings = _settings(args)
+    host = args.host or settings.section("sandbox").get("host", "127.0.0.1")
+    port = args.port or int(settings.section("sandbox").get("port") or 8090)
+    db_url = args.db_url or settings.sandbox_db_url
+    SandboxApplication(db_url, provinces=settings.phases)  # create and seed before forking
+    print(f"bssbus sandbox peers at http://{host}:{port}/peers/ (state: {db_url})", flush=True)
+    run_gunicorn(lambda: SandboxApplication(db_url, args.bus_url, provinces=settings.phases), host, port,
+                 workers=1, threads=32, name="bssbus-sandbox")
+    return 0
+
+
+# -- call ---------------------------------------------------------------------------------
+def cmd_call(args) -> int:
+    from services.client import BusClient
+    from services.models import CONTRACTS
+
+    if args.service not in CONTRACTS:
+        raise CliError(f"unknown service {args.service!r}; known: {', '.join(CONTRACTS)}")
+    if args.operation not in CONTRACTS[args.service].operations:
+        raise CliError(f"{args.service} has no operation {args.operation!r}; it has "
+                       f"{', '.join(CONTRACTS[args.service].operations)}")
+    try:
+        with open(args.args, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise CliError(f"argument file {args.args} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise CliError(f"argument file {args.args} is not JSON: {exc}") from None
+    if not isinstance(data, dict) or set(data) - {"UNI_BSS_HEAD", "UNI_BSS_BODY"}:
+        raise CliError("the argument file must be an object with UNI_BSS_HEAD and UNI_BSS_BODY")
+    try:
+        result = BusClient(args.url).call(args.service, args.operation, data)
+    except (TypeError, ValueError) as exc:  # zeep refuses arguments that do not fit the contract
+        raise CliError(f"the arguments do not fit {args.service}.{args.operation}: {exc}") from None
+    except OSError as exc:
+        raise CliError(f"cannot reach the bus at {args.url}: {exc}") from None
+    if args.json:
+        _print_json({"fault": {"code": result.fault_code, "string": result.fault_string}
+                     if result.fault_code else None,
+                     "UNI_BSS_HEAD": result.head, "UNI_BSS_BODY": result.body,
+                     "elapsed_ms": round(result.elapsed_ms, 1)})
+    elif result.fault_code:
+        print(f"FAULT {result.fault_code}: {result.fault_string}")
+    else:
+        rsp = (result.head or {}).get("RESPONSE") or {}
+        print(f"{rsp.get('RSP_CODE')} {rsp.get('RSP_DESC', '')} - answered by {result.sender} "
+              f"in {result.elapsed_ms:.0f} ms")
+        _print_json(result.body)
+    return 1 if result.fault_code else 0
+
+
+# -- routes -------------------------------------------------------------------------------
+def effective_routes(settings: Settings) -> dict:
+    """The route table as data: each route's target per phase, and each province's phase."""
+    from bus.router import Route
+    routes = [Route.from_config(r) for r in settings.routes]
+    peers = settings.raw.get("peers") or {}
+    out = {"routes": [], "provinces": []}
+    for r in routes:
+        out["routes"].append({"name": r.name, "service": r.service,
+                              "operations": sorted(r.operations) or "all",
+                              "caller": r.caller or "any", "target": r.describe_target()})
+    for code, phase in sorted(settings.phases.items()):
+        targets = {}
+        for r in routes:
+            peer = r.target_for(phase)
+            targets[r.name] = str(peers.get(peer, {}).get("name", peer)).format(province=code)
+        out["provinces"].append({"province": code, "phase": phase, "targets": targets})
+    return out
+
+
+def cmd_routes(args) -> int:
+    data = effective_routes(_settings(args))
+    if args.json:
+        _print_json(data)
+        return 0
+    print("Routes (first match wins):")
+    for r in data["routes"]:
+        ops = r["operations"] if isinstance(r["operations"], str) else ",".join(r["operations"])
+        print(f"  {r['name']:<20} {r['service']}.{ops:<12} caller={r['caller']:<6} -> {r['target']}")
+    names = [r["name"] for r in data["routes"]]
+    print("\nProvinces (phase 2: province systems, phase 3: HQ systems):")
+    print("  prov phase  " + "  ".join(f"{n:<18}" for n in names))
+    for p in data["provinces"]:
+        print(f"  {p['province']:<4} {p['phase']:<6} " + "  ".join(f"{p['targets'][n]:<18}" for n in names))
+    return 0
+
+
+# -- journal ------------------------------------------------------------------------------
+def format_hop(row: dict) -> str:
+    arrow = "->" if row["direction"] == "in" else "=>"
+    src, dst = row.get("source") or "?", row.get("target") or ("BUS" if row["direction"] == "in" else "?")
+    result = row.get("fault_code") or row.get("rsp_code") or row["status"]
+    ms = f"{row['elapsed_ms']:.0f} ms" if row.get("elapsed_ms") is not None else ""
+    when = row["started_at"].strftime("%H:%M:%S.%f")[:-3] if row.get("started_at") else ""
+    line = (f"{when} {row['direction']:<3} {src:>10} {arrow} {dst:<12} {row.get('service')}."
+            f"{row.get('operation')} TRANS_IDO={row.get('trans_ido')} result={result} {ms}")
+    if row.get("error"):
+        line += f"\n{'':>17}reason: {row['error']}"
+    return line
+
+
+def cmd_journal(args) -> int:
+    from dao.db import open_database
+    from dao.journal import Journal
+
+    journal = Journal(open_database(_settings(args).db_url))
+    if args.action == "show":
+        rows = journal.hops(args.key)
+        if not rows:
+            raise CliError(f"no message with TRANS_IDO, PROC_ID or id {args.key!r} in the journal")
+    else:
+        rows = journal.search(msisdn=args.msisdn, trans_ido=args.trans_ido, proc_id=args.proc_id,
+                              service=args.service, operation=args.operation, status=args.status,
+                              limit=args.limit)
+    if args.json:
+        _print_json([{k: v for k, v in r.items() if k not in ("request", "response")} for r in rows])
+    else:
+        for row in rows:
+            print(format_hop(row))
+            if args.action == "show" and args.raw:
+                for key in ("request", "response"):
+                    if row.get(key):
+                        print(f"    {key}: {row[key].decode('utf-8', 'replace')}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from bus.demo import run_demo
+    return run_demo(_settings(args), url=args.url, as_json=args.json)
+
+
+# -- parser -------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE",
+                        help="a YAML file merged over config/bus.yaml (also $BSSBUS_CONFIG)")
+    parser = argparse.ArgumentParser(
+        prog="bssbus", description="SOAP service bus for the operator's BSS: routes contract-first SOAP "
+        "services between e-sales, HQ CRM, HQ Billing, province CRMs and Billings, top-up and banks.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("serve", parents=[common], help="run the bus (and the sandbox peers) under gunicorn",
+                       description="Run the bus on --host/--port (127.0.0.1:8080). Unless --no-sandbox, "
+                       "the sandbox peers start too, on a free loopback port, and the peers point at them.")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--no-sandbox", action="store_true", help="do not start the sandbox; peers come from the config")
+    p.add_argument("--db-url", help="journal database URL (default: SQLite under var/; also $BSSBUS_DB_URL)")
+    p.add_argument("--workers", type=int, help="gunicorn worker processes")
+    p.add_argument("--threads", type=int, help="threads per worker")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("sandbox", parents=[common], help="run the simulated peers alone",
+                       description="Serve every simulated peer at /peers/<kind>[/<province>]/<Service>: "
+                       "hq_crm, hq_billing, topup, province_crm/<code>, province_billing/<code>.")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int, help="default 8090")
+    p.add_argument("--db-url", help="the sandbox's state database (default: SQLite under var/)")
+    p.add_argument("--bus-url", help="the bus, for peers that call on through it (HQ CRM -> province CRM)")
+    p.set_defaults(func=cmd_sandbox)
+
+    p = sub.add_parser("call", parents=[common], help="call one operation through the bus",
+                       description="Call SERVICE OPERATION with ARGS.json (the request wrapper's children, "
+                       "like wsdl/examples/<Service>.<Operation>.json) and print the answer.")
+    p.add_argument("service")
+    p.add_argument("operation")
+    p.add_argument("args", metavar="ARGS.json")
+    p.add_argument("--url", default="http://127.0.0.1:8080", help="the bus (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+    p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser("demo", parents=[common], help="run the business flows end to end and print each hop",
+                       description="Run an order, a card activation, an arrears query, a payment, a "
+                       "reversal and a three-account sync for a phase-2 and a phase-3 province. Without "
+                       "--url it starts its own bus and sandbox on loopback with a temporary database.")
+    p.add_argument("--url", help="use a running bus instead (its journal must be this config's database)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("routes", parents=[common], help="print the effective route table",
+                       description="Print every route and, for each province, its phase and targets.")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_routes)
+
+    p = sub.add_parser("journal", parents=[common], help="find messages and show their hops",
+                       description="`journal show KEY` prints every hop of the message whose TRANS_IDO, "
+                       "PROC_ID or id is KEY; `journal search` lists hops by field.")
+    jsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    jshow = jsub.add_parser("show", parents=[common], help="the hops of one message")
+    jshow.add_argument("key", metavar="TRANS_IDO")
+    jshow.add_argument("--raw", action="store_true", help="print the raw XML of each hop")
+    jsearch = jsub.add_parser("search", parents=[common], help="hops by number, serial, service...")
+    for flag in ("msisdn", "trans-ido", "proc-id", "service", "operation", "status"):
+        jsearch.add_argument(f"--{flag}")
+    jsearch.add_argument("--limit", type=int, default=50)
+    for q in (jshow, jsearch):
+        q.add_argument("--json", action="store_true")
+        q.add_argument("--db-url", help="the journal database (default: the config's)")
+        q.set_defaults(func=cmd_journal)
+    return parser
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=os.environ.get("BSSBUS_LOG_LEVEL", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "journal":
+        for name in ("msisdn", "trans_ido", "proc_id", "service", "operation", "status", "raw"):
+            args.__dict__.setdefault(name, None)
+        args.__dict__.setdefault("limit", 50)
+    try:
+        return args.func(args)
+    except (CliError, ConfigError) as exc:
+        print(f"bssbus {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The Bus: journal, route, call the adapter, journal again.
+
+``Bus.handle`` is what every inbound endpoint calls with a :class:`Message`. It writes the
+inbound hop to the journal, asks the :class:`ContentBasedRouter` for a target, calls that
+peer's :class:`Adapter`, journals the outbound hop and returns the peer's :class:`Reply`.
+Any failure is a :class:`BusFault`, journalled with its reason before it is raised.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy.engine import Engine
+
+from adapters import ADAPTERS, AdapterRegistry
+from bus.faults import BusFault, InternalError
+from bus.message import Message, Reply
+from bus.router import ContentBasedRouter, Decision
+from config.settings import Settings
+from dao.db import open_database
+from dao.journal import Journal
+
+log = logging.getLogger("bssbus.bus")
+
+
+class Bus:
+    """The service bus of one process. Resources are opened in :meth:`start`, not in __init__."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.engine: Engine | None = None
+        self.journal: Journal | None = None
+        self.router: ContentBasedRouter | None = None
+        self.adapters: AdapterRegistry | None = None
+
+    def start(self, engine: Engine | None = None) -> "Bus":
+        self.engine = engine or open_database(self.settings.db_url)
+        self.journal = Journal(self.engine)
+        self.router = ContentBasedRouter.from_settings(self.settings)
+        self.adapters = AdapterRegistry(self.settings.peers, ADAPTERS)
+        return self
+
+    def stop(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+
+    # -- the journal of the inbound hop -------------------------------------------------
+    def receive(self, message: Message, source: str | None = None) -> int:
+        """Journal an inbound request as received; returns the journal id."""
+        return self.journal.record(
+            msg_id=message.msg_id, direction="in", service=message.service,
+            operation=message.operation, trans_ido=message.trans_ido, proc_id=message.proc_id,
+            msisdn=message.msisdn, source=source or message.caller, status="received",
+            request=message.raw)
+
+    def complete(self, entry_id: int, message: Message | None, response: bytes,
+                 fault: BusFault | None = None, decision: Decision | None = None,
+                 rsp_code: str | None = None) -> None:
+        """Finish the inbound hop with the bytes that went back to the caller."""
+        elapsed = (time.time() - message.received_at) * 1000 if message else None
+        values = dict(response=response, elapsed_ms=elapsed,
+                      status="fault" if fault else "ok", rsp_code=fault.rsp_code if fault else rsp_code)
+        if fault:
+            values.update(fault_code=fault.code, error=fault.message[:1000])
+        if decision:
+            values.update(target=decision.peer_name, province=decision.province,
+                          route=decision.describe()[:200])
+        self.journal.finish(entry_id, **values)
+
+    def reject(self, raw: bytes, fault: BusFault, service: str | None = None,
+               operation: str | None = None, response: bytes = b"", source: str | None = None) -> None:
+        """Journal a request refused before it became a Message (malformed, invalid)."""
+        self.journal.record(msg_id=_new_id(), direction="in", service=service, operation=operation,
+                            trans_ido=fault.trans_ido, source=source, status="fault",
+                            rsp_code=fault.rsp_code, fault_code=fault.code, error=fault.message[:1000],
+                            request=raw, response=response, elapsed_ms=0.0)
+
+    # -- routing and delivery -----------------------------------------------------------
+    def handle(self, message: Message) -> tuple[Reply, Decision]:
+        """Route ``message``, call its peer and return the reply; faults are journalled."""
+        decision = self.router.resolve(message)
+        adapter = self.adapters.for_peer(decision.peer)
+        started = time.time()
+        try:
+            reply = adapter.call(message, decision)
+        except BusFault as fault:
+            self._journal_outbound(message, decision, status="fault", fault=fault, started=started)
+            raise
+        except Exception as exc:  # a bug in an adapter must still become a fault, and be journalled
+            log.exception("adapter %s failed on %s.%s", adapter.kind, message.service, message.operation)
+            fault = InternalError(f"The bus failed while calling {decision.peer_name}: "
+                                  f"{type(exc).__name__}. The message is journalled as {message.msg_id}.",
+                                  message.trans_ido)
+            self._journal_outbound(message, decision, status="error", fault=fault, started=started)
+            raise fault from exc
+        self._journal_outbound(message, decision, status="ok", reply=reply, started=started)
+        return reply, decision
+
+    def _journal_outbound(self, message: Message, decision: Decision, *, status: str, started: float,
+                          reply: Reply | None = None, fault: BusFault | None = None) -> None:
+        self.journal.record(
+            msg_id=message.msg_id, direction="out", service=message.service,
+            operation=message.operation, trans_ido=message.trans_ido, proc_id=message.proc_id,
+            msisdn=message.msisdn, province=decision.province, source="BUS",
+            target=decision.peer_name, route=decision.describe()[:200], status=status,
+            rsp_code=reply.rsp_code if reply else (fault.rsp_code if fault else None),
+            fault_code=fault.code if fault else None,
+            error=fault.message[:1000] if fault else None,
+            request=reply.raw_request if reply else None,
+            response=reply.raw_response if reply else None,
+            started_at=_utc(started), finished_at=_utc(time.time()),
+            elapsed_ms=reply.elapsed_ms if reply else (time.time() - started) * 1000)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc)

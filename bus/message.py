@@ -1,0 +1,72 @@
+"""The Message (EIP Message): what one inbound SOAP request becomes inside the bus."""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Message:
+    """A canonical request: the UNI_BSS_HEAD and UNI_BSS_BODY as plain dicts, plus the raw bytes.
+
+    The dicts have the shape zeep uses (and wsdl/examples/ holds): element names as keys,
+    repeated elements as lists. ``raw`` is the request exactly as received (for the journal).
+    """
+
+    service: str
+    operation: str
+    head: dict
+    body: dict
+    raw: bytes = b""
+    charset: str = "utf-8"
+    msg_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    received_at: float = field(default_factory=time.time)
+
+    # -- the keys people and the router search by ---------------------------------------
+    @property
+    def trans_ido(self) -> str | None:
+        return self.head.get("TRANS_IDO")
+
+    @property
+    def proc_id(self) -> str | None:
+        return self.head.get("PROC_ID")
+
+    @property
+    def caller(self) -> str | None:
+        return self.head.get("ORIG_DOMAIN")
+
+    @property
+    def route_type(self) -> str | None:
+        return (self.head.get("ROUTING") or {}).get("ROUTE_TYPE")
+
+    @property
+    def route_value(self) -> str | None:
+        return (self.head.get("ROUTING") or {}).get("ROUTE_VALUE")
+
+    @property
+    def msisdn(self) -> str | None:
+        """The phone number the message is about: the routing value when routed by number,
+        else the body's SERIAL_NUMBER (or the USER's)."""
+        if self.route_type == "01":
+            return self.route_value
+        body = self.body or {}
+        return body.get("SERIAL_NUMBER") or (body.get("USER") or {}).get("SERIAL_NUMBER")
+
+
+@dataclass
+class Reply:
+    """What a peer answered: the response head and body as dicts, and who answered."""
+
+    head: dict
+    body: dict | None
+    peer: str
+    raw_request: bytes = b""
+    raw_response: bytes = b""
+    elapsed_ms: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rsp_code(self) -> str | None:
+        return (self.head.get("RESPONSE") or {}).get("RSP_CODE")

@@ -1,0 +1,226 @@
+"""The settings loader: config/bus.yaml, merged with --config FILE and BSSBUS_* variables.
+
+Order of precedence (last wins): the default ``config/bus.yaml`` beside this file, the file
+given with ``--config`` (or ``BSSBUS_CONFIG``), then the environment:
+
+==========================  =============================================
+``BSSBUS_CONFIG``           a YAML file merged over the defaults
+``BSSBUS_DB_URL``           the journal database URL
+``BSSBUS_DATA_DIR``         folder for SQLite files and run-time state
+``BSSBUS_SANDBOX_URL``      base URL of the sandbox peers (``{sandbox}`` in peer URLs)
+``BSSBUS_SEGMENTS_FILE``    the number-segment CSV
+==========================  =============================================
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent
+DEFAULT_CONFIG = CONFIG_DIR / "bus.yaml"
+
+ENV_OVERRIDES = {
+    "BSSBUS_DB_URL": ("database", "url"),
+    "BSSBUS_DATA_DIR": ("bus", "data_dir"),
+    "BSSBUS_SANDBOX_URL": ("sandbox", "url"),
+    "BSSBUS_SEGMENTS_FILE": ("segments", "file"),
+}
+
+PHASES = (2, 3)
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message says where and why."""
+
+
+def did_you_mean(name: str, choices) -> str:
+    """' (did you mean "x"?)' when a close match exists, else ''."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"configuration file {path} must hold a mapping at the top level")
+    return data
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    """One peer the bus calls: the adapter kind, a display name and an address.
+
+    ``url`` and ``name`` may contain ``{province}``: such a peer exists once per province.
+    """
+
+    key: str
+    adapter: str
+    name: str
+    url: str
+    timeout: float = 10.0
+
+    @property
+    def per_province(self) -> bool:
+        return "{province}" in self.url
+
+    def url_for(self, province: str | None) -> str:
+        return self.url.format(province=province or "")
+
+    def name_for(self, province: str | None) -> str:
+        return self.name.format(province=province or "")
+
+
+@dataclass
+class Settings:
+    """The effective configuration, as plain data; built by :func:`load_settings`."""
+
+    raw: dict
+    source: list[str] = field(default_factory=list)
+
+    # -- sections ---------------------------------------------------------------------
+    def section(self, name: str) -> dict:
+        return self.raw.get(name) or {}
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.section("bus").get("data_dir", "var"))
+
+    def _expand(self, value: str) -> str:
+        return value.replace("{data_dir}", str(self.data_dir))
+
+    @property
+    def db_url(self) -> str:
+        return self._expand(self.section("database").get("url", "sqlite:///{data_dir}/bssbus.db"))
+
+    @property
+    def sandbox_db_url(self) -> str:
+        return self._expand(self.section("sandbox").get("db_url", "sqlite:///{data_dir}/sandbox.db"))
+
+    @property
+    def sandbox_url(self) -> str | None:
+        return self.section("sandbox").get("url")
+
+    def set_sandbox_url(self, url: str) -> None:
+        self.raw.setdefault("sandbox", {})["url"] = url.rstrip("/")
+
+    @property
+    def host(self) -> str:
+        return self.section("bus").get("host", "127.0.0.1")
+
+    @property
+    def port(self) -> int:
+        return int(self.section("bus").get("port", 8080))
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.section("bus").get("max_body_bytes", 1 << 20))
+
+    @property
+    def max_depth(self) -> int:
+        return int(self.section("bus").get("max_depth", 64))
+
+    def _config_path(self, value: str) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else CONFIG_DIR / path
+
+    @property
+    def segments_file(self) -> Path:
+        return self._config_path(self.section("segments").get("file", "segments.csv"))
+
+    @property
+    def overrides_file(self) -> Path | None:
+        value = self.section("segments").get("overrides")
+        return self._config_path(value) if value else None
+
+    @property
+    def phases(self) -> dict[str, int]:
+        return {str(code): int(phase) for code, phase in (self.raw.get("provinces") or {}).items()}
+
+    @property
+    def routes(self) -> list[dict]:
+        return list(self.raw.get("routes") or [])
+
+    @property
+    def peers(self) -> dict[str, PeerConfig]:
+        sandbox = self.sandbox_url
+        out = {}
+        for key, spec in (self.raw.get("peers") or {}).items():
+            url = str(spec.get("url", ""))
+            if "{sandbox}" in url:
+                if not sandbox:
+                    raise ConfigError(
+                        f"peers.{key}.url uses {{sandbox}} but no sandbox is running; "
+                        "start `bssbus serve` without --no-sandbox or set BSSBUS_SANDBOX_URL")
+                url = url.replace("{sandbox}", sandbox)
+            out[key] = PeerConfig(key=key, adapter=str(spec.get("adapter", key)),
+                                  name=str(spec.get("name", key.upper())), url=url,
+                                  timeout=float(spec.get("timeout", 10)))
+        return out
+
+    def server_option(self, name: str, default):
+        return self.section("server").get(name, default)
+
+    def copy(self) -> "Settings":
+        return Settings(copy.deepcopy(self.raw), list(self.source))
+
+    # -- checks -----------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ConfigError on the first thing that makes the configuration unusable."""
+        for code, phase in (self.raw.get("provinces") or {}).items():
+            if int(phase) not in PHASES:
+                raise ConfigError(f"provinces.{code}: phase {phase} is not one of {PHASES}")
+        peers = self.raw.get("peers") or {}
+        for i, route in enumerate(self.routes):
+            where = f"routes[{i}] ({route.get('name', 'unnamed')})"
+            if "service" not in route or "target" not in route:
+                raise ConfigError(f"{where}: a route needs a service and a target")
+            target = route["target"]
+            targets = target.values() if isinstance(target, dict) else [target]
+            if isinstance(target, dict):
+                for phase in target:
+                    if int(phase) not in PHASES:
+                        raise ConfigError(f"{where}: phase {phase} is not one of {PHASES}")
+            for peer in targets:
+                if peer not in peers:
+                    raise ConfigError(f"{where}: target peer {peer!r} is not configured"
+                                      f"{did_you_mean(peer, peers)}")
+
+
+def load_settings(path: str | os.PathLike | None = None, env: dict | None = None) -> Settings:
+    """Load the default config, merge ``path`` (or $BSSBUS_CONFIG) over it, apply BSSBUS_*."""
+    env = os.environ if env is None else env
+    raw = _read_yaml(DEFAULT_CONFIG)
+    source = [str(DEFAULT_CONFIG)]
+    path = path or env.get("BSSBUS_CONFIG")
+    if path:
+        raw = _merge(raw, _read_yaml(Path(path)))
+        source.append(str(path))
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if env.get(var):
+            raw.setdefault(section, {})[key] = env[var]
+            source.append(var)
+    settings = Settings(raw, source)
+    settings.validate()
+    return settings

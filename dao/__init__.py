@@ -1,0 +1,1 @@
+"""State kept by the bus: SQLAlchemy models, the engine, migrations and repositories."""

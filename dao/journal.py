@@ -1,0 +1,54 @@
+"""The Journal repository: records every hop and finds them again."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.engine import Engine
+
+from dao.models import JournalEntry
+
+T = JournalEntry.__table__
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Journal:
+    """Journal (EIP Message Store): inbound and outbound hops with their raw bytes and keys."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def record(self, **values) -> int:
+        """Insert one hop; returns its id."""
+        values.setdefault("started_at", now())
+        with self.engine.begin() as conn:
+            result = conn.execute(insert(T).values(**values))
+            return result.inserted_primary_key[0]
+
+    def finish(self, entry_id: int, **values) -> None:
+        """Complete a hop: status, result code, response bytes, timings."""
+        values.setdefault("finished_at", now())
+        with self.engine.begin() as conn:
+            conn.execute(update(T).where(T.c.id == entry_id).values(**values))
+
+    def hops(self, key: str) -> list[dict]:
+        """Every hop of the messages whose TRANS_IDO, PROC_ID or msg_id is ``key``, in time order."""
+        with self.engine.connect() as conn:
+            ids = select(T.c.msg_id).where(or_(T.c.trans_ido == key, T.c.proc_id == key,
+                                               T.c.msg_id == key))
+            rows = conn.execute(select(T).where(T.c.msg_id.in_(ids))
+                                .order_by(T.c.started_at, T.c.id)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def search(self, *, msisdn=None, trans_ido=None, proc_id=None, service=None, operation=None,
+               status=None, limit=50) -> list[dict]:
+        query = select(T).order_by(T.c.id.desc()).limit(limit)
+        for column, value in ((T.c.msisdn, msisdn), (T.c.trans_ido, trans_ido), (T.c.proc_id, proc_id),
+                              (T.c.service, service), (T.c.operation, operation), (T.c.status, status)):
+            if value:
+                query = query.where(column == value)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings().all()]

@@ -1,0 +1,54 @@
+"""SQLAlchemy 2 models. Names and lengths stay within Oracle's limits (30-character
+identifiers, VARCHAR2 lengths given everywhere, identity columns for keys)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Float, Identity, Index, Integer, LargeBinary, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JournalEntry(Base):
+    """The Journal (EIP Wire Tap + Message Store): one row a hop of a message.
+
+    ``direction`` is ``in`` for the request a caller sent to the bus and ``out`` for the
+    bus's call to a peer; both rows of one message share ``msg_id``.
+    """
+
+    __tablename__ = "journal"
+
+    id: Mapped[int] = mapped_column(ID, Identity(), primary_key=True)
+    msg_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    direction: Mapped[str] = mapped_column(String(3), nullable=False)
+    service: Mapped[str | None] = mapped_column(String(40))
+    operation: Mapped[str | None] = mapped_column(String(40))
+    trans_ido: Mapped[str | None] = mapped_column(String(32))
+    proc_id: Mapped[str | None] = mapped_column(String(40))
+    msisdn: Mapped[str | None] = mapped_column(String(20))
+    province: Mapped[str | None] = mapped_column(String(4))
+    source: Mapped[str | None] = mapped_column(String(40))
+    target: Mapped[str | None] = mapped_column(String(40))
+    route: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    rsp_code: Mapped[str | None] = mapped_column(String(10))
+    fault_code: Mapped[str | None] = mapped_column(String(40))
+    error: Mapped[str | None] = mapped_column(String(1000))
+    request: Mapped[bytes | None] = mapped_column(LargeBinary)
+    response: Mapped[bytes | None] = mapped_column(LargeBinary)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    elapsed_ms: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_journal_trans_ido", "trans_ido"),
+        Index("ix_journal_proc_id", "proc_id"),
+        Index("ix_journal_msisdn", "msisdn"),
+        Index("ix_journal_msg_id", "msg_id"),
+        Index("ix_journal_started_at", "started_at"),
+    )

@@ -1,0 +1,89 @@
+"""The sandbox's WSGI application: every simulated peer at ``/peers/<kind>[/<province>]/<Service>``.
+
+Kinds: ``hq_crm``, ``hq_billing``, ``topup`` (one each) and ``province_crm``,
+``province_billing`` (one per province code). Requests are read and validated exactly as
+the bus reads them (services/soap.py); ``?wsdl`` serves the contract with this address.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from spyne import Fault
+
+from bus.faults import InternalError, UnknownOperation, fault_envelope
+from services.contracts import ContractFiles
+from services.mapping import from_dict, to_dict
+from services.models import CONTRACTS
+from services.models.common import UniBssHead
+from services.soap import FAULT_KEY, XML_TYPE, SoapEndpoint, encode_for
+from sandbox.peers import Peers
+from sandbox.store import default_provinces, open_store
+
+log = logging.getLogger("bssbus.sandbox")
+
+SINGLE = ("hq_crm", "hq_billing", "topup")
+PER_PROVINCE = ("province_crm", "province_billing")
+OFFERS = {"hq_crm": ("OrderSync",), "province_crm": ("OrderSync",), "topup": ("CardActivation",),
+          "hq_billing": ("BankPayment", "AccountSync"), "province_billing": ("BankPayment", "AccountSync")}
+
+
+class SandboxApplication:
+    """WSGI app serving every simulated peer from one process."""
+
+    def __init__(self, db_url: str, bus_url: str | None = None, provinces=None,
+                 files: ContractFiles | None = None):
+        self.provinces = set(provinces or default_provinces())
+        self.engine = open_store(db_url, self.provinces)
+        self.peers = Peers(self.engine, bus_url)
+        self.files = files or ContractFiles()
+        self.endpoints = {name: SoapEndpoint(c, self.files.schemas[name], self._handle)
+                          for name, c in CONTRACTS.items()}
+
+    def _handle(self, ctx, contract, operation, head, body):
+        exchange = ctx.transport.req_env["bssbus.exchange"]
+        kind, province = exchange.context["peer"]
+        try:
+            rsp_head, rsp_body = self.peers.handle(kind, province, contract.name, operation.name,
+                                                   to_dict(head, UniBssHead), to_dict(body, operation.request))
+        except Exception as exc:
+            log.exception("sandbox peer %s failed", kind)
+            exchange.context[FAULT_KEY] = InternalError(f"sandbox peer {kind} failed: {exc}")
+            raise Fault("Server", str(exc)) from exc
+        return from_dict({"UNI_BSS_HEAD": rsp_head, "UNI_BSS_BODY": rsp_body}, operation.result)
+
+    def _peer(self, path: str):
+        """(kind, province, service) from /peers/..., or None."""
+        parts = path.strip("/").split("/")
+        if len(parts) == 3 and parts[0] == "peers" and parts[1] in SINGLE:
+            return parts[1], None, parts[2]
+        if len(parts) == 4 and parts[0] == "peers" and parts[1] in PER_PROVINCE and parts[2] in self.provinces:
+            return parts[1], parts[2], parts[3]
+        return None
+
+    def __call__(self, environ, start_response):
+        path, method = environ.get("PATH_INFO", "/"), environ.get("REQUEST_METHOD", "GET")
+        peer = self._peer(path)
+        if path == "/healthz":
+            return self._send(start_response, "200 OK", "application/json", json.dumps({"status": "ok"}).encode())
+        if peer is None or peer[2] not in OFFERS[peer[0]]:
+            text = (f"No simulated peer at {path}. Peers: /peers/{{hq_crm|hq_billing|topup}}/<Service> "
+                    "and /peers/{province_crm|province_billing}/<province>/<Service>.")
+            if method == "POST":
+                return self._send(start_response, "500 Internal Server Error", XML_TYPE,
+                                  fault_envelope(UnknownOperation(text)))
+            return self._send(start_response, "404 Not Found", "text/plain; charset=utf-8", text.encode())
+        kind, province, service = peer
+        if method != "POST":
+            address = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', 'localhost')}{path}"
+            return self._send(start_response, "200 OK", XML_TYPE, self.files.wsdl(service, address))
+        exchange = self.endpoints[service].serve(environ, context={"peer": (kind, province)})
+        body, ctype = exchange.response, XML_TYPE
+        if exchange.fault is None and exchange.request is not None:
+            body, ctype = encode_for(exchange.request.charset, body)
+        return self._send(start_response, exchange.status, ctype, body)
+
+    @staticmethod
+    def _send(start_response, status, ctype, body):
+        start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+        return [body]

@@ -1,0 +1,1 @@
+"""bssbus inbound side: spyne endpoints that serve the contracts in wsdl/."""

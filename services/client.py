@@ -1,0 +1,85 @@
+"""A zeep client of the bus's own services, for `bssbus call`, the demo, the sandbox and tests.
+
+The WSDLs come from the local wsdl/ folder (parsed once per process) and the address is the
+bus's ``/ws/<Service>``. Arguments and answers are the plain dicts of wsdl/examples/.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import requests
+import zeep
+from requests.adapters import HTTPAdapter
+from zeep.helpers import serialize_object
+from zeep.transports import Transport
+
+from services.models import CONTRACTS
+from services.models.common import WSDL_DIR
+
+
+@dataclass
+class CallResult:
+    """An answer from the bus: head and body dicts, or the fault, and how long it took."""
+
+    head: dict | None
+    body: dict | None
+    fault_code: str | None = None
+    fault_string: str | None = None
+    elapsed_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.fault_code is None and (self.head or {}).get("RESPONSE", {}).get("RSP_CODE") == "0000"
+
+    @property
+    def rsp_code(self) -> str | None:
+        return ((self.head or {}).get("RESPONSE") or {}).get("RSP_CODE")
+
+    @property
+    def sender(self) -> str | None:
+        return (self.head or {}).get("MSG_SENDER")
+
+
+class BusClient:
+    """Calls ``<base_url>/ws/<Service>`` with zeep; thread-safe, one zeep Client per service."""
+
+    def __init__(self, base_url: str, timeout: float = 30.0):
+        self.base_url = base_url.rstrip("/")
+        session = requests.Session()
+        session.mount("http://", HTTPAdapter(pool_maxsize=32))
+        self.transport = Transport(session=session, timeout=timeout, operation_timeout=timeout)
+        self._services: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def _service(self, name: str):
+        proxy = self._services.get(name)
+        if proxy is None:
+            with self._lock:
+                if name not in self._services:
+                    contract = CONTRACTS[name]
+                    client = zeep.Client(str(WSDL_DIR / contract.wsdl), transport=self.transport,
+                                         settings=zeep.Settings(strict=True, forbid_dtd=True,
+                                                                forbid_external=True))
+                    binding = f"{{{contract.namespace}}}{name}Soap11Binding"
+                    self._services[name] = client.create_service(binding, f"{self.base_url}/ws/{name}")
+                proxy = self._services[name]
+        return proxy
+
+    def call(self, service: str, operation: str, args: dict) -> CallResult:
+        """Call one operation with ``args`` = {"UNI_BSS_HEAD": ..., "UNI_BSS_BODY": ...}."""
+        if service not in CONTRACTS:
+            raise KeyError(f"unknown service {service!r}; known: {', '.join(CONTRACTS)}")
+        if operation not in CONTRACTS[service].operations:
+            raise KeyError(f"{service} has no operation {operation!r}; it has "
+                           f"{', '.join(CONTRACTS[service].operations)}")
+        started = time.perf_counter()
+        try:
+            result = getattr(self._service(service), operation)(**args)
+        except zeep.exceptions.Fault as fault:
+            return CallResult(None, None, fault.code, fault.message,
+                              (time.perf_counter() - started) * 1000)
+        data = serialize_object(result, dict) or {}
+        return CallResult(data.get("UNI_BSS_HEAD"), data.get("UNI_BSS_BODY"),
+                          elapsed_ms=(time.perf_counter() - started) * 1000)

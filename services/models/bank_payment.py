@@ -1,0 +1,180 @@
+"""spyne models of ``wsdl/BankPayment/BankPayment.xsd`` (banks -> billing).
+
+Arrears and balance query, payment (缴费) and reversal (冲正). Class names are the XSD
+complexType names; fields are in XSD order. Money is integer fen.
+"""
+
+from spyne.model.complex import ComplexModel
+
+from .common import (
+    BankCodeType, Contract, CycleType, DateType, FenType, MsisdnType, NameType,
+    NonNegativeFenType, Operation, PositiveFenType, SerialType, TimeType, UserStateType,
+    body_ns, head_ref, optional, required,
+)
+
+SERVICE = "BankPayment"
+NS = body_ns(SERVICE)
+
+__all__ = [
+    "SERVICE", "NS", "CONTRACT",
+    "BillItem", "BillItemList",
+    "QueryArrearsReq", "QueryArrearsRsp", "QueryArrearsResult",
+    "QueryBalanceReq", "QueryBalanceRsp", "QueryBalanceResult",
+    "PayReq", "PayRsp", "PayResult",
+    "ReverseReq", "ReverseRsp", "ReverseResult",
+]
+
+
+class BillItem(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("BILL_CYCLE", required(CycleType)),
+        ("ITEM_NAME", required(NameType)),
+        ("FEE", required(FenType)),
+    ]
+
+
+class BillItemList(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("BILL_ITEM", required(BillItem, max_occurs="unbounded")),
+    ]
+
+
+# ----- QueryArrears -------------------------------------------------------------------
+
+class QueryArrearsReq(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("SERIAL_NUMBER", required(MsisdnType)),
+        ("BANK_CODE", required(BankCodeType)),
+    ]
+
+
+class QueryArrearsRsp(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("SERIAL_NUMBER", required(MsisdnType)),
+        ("CUST_NAME", required(NameType)),
+        ("USER_STATE", required(UserStateType)),
+        ("ARREARS_FEE", required(NonNegativeFenType)),
+        ("BALANCE", required(FenType)),
+        ("BILL_ITEMS", optional(BillItemList)),
+    ]
+
+
+class QueryArrearsResult(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("UNI_BSS_HEAD", head_ref()),
+        ("UNI_BSS_BODY", optional(QueryArrearsRsp)),
+    ]
+
+
+# ----- QueryBalance -------------------------------------------------------------------
+
+class QueryBalanceReq(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("SERIAL_NUMBER", required(MsisdnType)),
+        ("BANK_CODE", optional(BankCodeType)),
+    ]
+
+
+class QueryBalanceRsp(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("SERIAL_NUMBER", required(MsisdnType)),
+        ("USER_STATE", required(UserStateType)),
+        ("BALANCE", required(FenType)),
+        ("ARREARS_FEE", required(NonNegativeFenType)),
+    ]
+
+
+class QueryBalanceResult(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("UNI_BSS_HEAD", head_ref()),
+        ("UNI_BSS_BODY", optional(QueryBalanceRsp)),
+    ]
+
+
+# ----- Pay ----------------------------------------------------------------------------
+
+class PayReq(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("BANK_CODE", required(BankCodeType)),
+        ("BANK_SERIAL", required(SerialType)),
+        ("SERIAL_NUMBER", required(MsisdnType)),
+        ("AMOUNT", required(PositiveFenType)),
+        ("TRADE_TIME", required(TimeType)),
+    ]
+
+
+class PayRsp(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("BANK_SERIAL", required(SerialType)),
+        ("BILL_SERIAL", required(SerialType)),
+        ("SERIAL_NUMBER", required(MsisdnType)),
+        ("AMOUNT", required(PositiveFenType)),
+        ("BALANCE", required(FenType)),
+        ("ACCT_DATE", required(DateType)),
+    ]
+
+
+class PayResult(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("UNI_BSS_HEAD", head_ref()),
+        ("UNI_BSS_BODY", optional(PayRsp)),
+    ]
+
+
+# ----- Reverse ------------------------------------------------------------------------
+
+class ReverseReq(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("BANK_CODE", required(BankCodeType)),
+        ("BANK_SERIAL", required(SerialType)),
+        ("ORIG_BANK_SERIAL", required(SerialType)),
+        ("SERIAL_NUMBER", required(MsisdnType)),
+        ("AMOUNT", required(PositiveFenType)),
+        ("TRADE_TIME", required(TimeType)),
+    ]
+
+
+class ReverseRsp(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("BANK_SERIAL", required(SerialType)),
+        ("ORIG_BANK_SERIAL", required(SerialType)),
+        ("SERIAL_NUMBER", required(MsisdnType)),
+        ("AMOUNT", required(PositiveFenType)),
+        ("BALANCE", required(FenType)),
+    ]
+
+
+class ReverseResult(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("UNI_BSS_HEAD", head_ref()),
+        ("UNI_BSS_BODY", optional(ReverseRsp)),
+    ]
+
+
+CONTRACT = Contract(
+    name=SERVICE,
+    namespace=NS,
+    wsdl="BankPayment/BankPayment.wsdl",
+    operations={
+        "QueryArrears": Operation("QueryArrears", QueryArrearsReq, QueryArrearsRsp, QueryArrearsResult),
+        "QueryBalance": Operation("QueryBalance", QueryBalanceReq, QueryBalanceRsp, QueryBalanceResult),
+        "Pay": Operation("Pay", PayReq, PayRsp, PayResult),
+        "Reverse": Operation("Reverse", ReverseReq, ReverseRsp, ReverseResult),
+    },
+    caller="banks",
+    target="billing (province Billing in phase 2, HQ Billing in phase 3)",
+)

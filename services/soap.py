@@ -1,0 +1,115 @@
+"""One SOAP endpoint: read the request safely, hand it to spyne, answer a response or a fault.
+
+Used by the bus (services/app.py) and by the sandbox peers alike, so both refuse bad input
+the same way. The caller of :meth:`SoapEndpoint.serve` gets an :class:`Exchange` telling what
+happened, for the journal.
+"""
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from bus.faults import BusFault, ClientFault, InternalError, MalformedRequest, fault_envelope
+from services.endpoints import ENVELOPE_KEY, Handler, build_wsgi
+from services.inbound import InboundRequest, read_request
+from services.models.common import Contract
+
+log = logging.getLogger("bssbus.soap")
+
+XML_TYPE = "text/xml; charset=utf-8"
+FAULT_KEY = "bssbus.fault"
+
+
+@dataclass
+class Exchange:
+    """What one POST became: the parsed request (if any), the answer and the fault (if any)."""
+
+    raw: bytes
+    request: InboundRequest | None = None
+    response: bytes = b""
+    status: str = "200 OK"
+    fault: BusFault | None = None
+    context: dict = field(default_factory=dict)
+
+    @property
+    def operation(self) -> str | None:
+        return self.request.operation if self.request else None
+
+
+def read_body(environ: dict, limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes; more is a Client fault, not a truncation."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or -1)
+    except ValueError:
+        raise MalformedRequest("The Content-Length header is not a number.") from None
+    if length > limit:
+        raise MalformedRequest(f"The request body has {length} bytes; the limit is {limit}.")
+    stream = environ["wsgi.input"]
+    data = stream.read(length) if length >= 0 else stream.read(limit + 1)
+    if len(data) > limit:
+        raise MalformedRequest(f"The request body is larger than the limit of {limit} bytes.")
+    return data
+
+
+def encode_for(charset: str, response: bytes) -> tuple[bytes, str]:
+    """Answer in the caller's charset (a GBK caller gets GBK), UTF-8 otherwise."""
+    if charset in ("utf-8", "ascii"):
+        return response, XML_TYPE
+    try:
+        tree = etree.fromstring(response)
+        return etree.tostring(tree, xml_declaration=True, encoding=charset), f"text/xml; charset={charset}"
+    except (LookupError, UnicodeEncodeError, etree.Error):
+        return response, XML_TYPE
+
+
+class SoapEndpoint:
+    """A contract served at one address: safe parse, contract validation, spyne dispatch."""
+
+    def __init__(self, contract: Contract, schema: etree.XMLSchema, handler: Handler,
+                 max_body_bytes: int = 1 << 20, max_depth: int = 64):
+        self.contract = contract
+        self.schema = schema
+        self.wsgi = build_wsgi(contract, handler)
+        self.max_body_bytes = max_body_bytes
+        self.max_depth = max_depth
+
+    def serve(self, environ: dict, context: dict | None = None) -> Exchange:
+        exchange = Exchange(raw=b"", context=dict(context or {}))
+        try:
+            exchange.raw = read_body(environ, self.max_body_bytes)
+            exchange.request = read_request(self.contract, self.schema, exchange.raw,
+                                            environ.get("CONTENT_TYPE"), self.max_depth)
+        except ClientFault as fault:
+            return self._fault(exchange, fault)
+        inner = {
+            "REQUEST_METHOD": "POST", "CONTENT_TYPE": XML_TYPE, "CONTENT_LENGTH": "0",
+            "PATH_INFO": "/", "SCRIPT_NAME": "", "QUERY_STRING": "",
+            "SERVER_NAME": environ.get("SERVER_NAME", "localhost"),
+            "SERVER_PORT": environ.get("SERVER_PORT", "80"), "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.input": io.BytesIO(b""), "wsgi.url_scheme": environ.get("wsgi.url_scheme", "http"),
+            "wsgi.errors": environ.get("wsgi.errors"), "wsgi.version": (1, 0),
+            "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False,
+            ENVELOPE_KEY: exchange.request.envelope, "bssbus.exchange": exchange,
+        }
+        status_holder = []
+        body = b"".join(self.wsgi(inner, lambda status, headers, exc_info=None: status_holder.append(status)))
+        if FAULT_KEY in exchange.context:
+            return self._fault(exchange, exchange.context[FAULT_KEY])
+        if not status_holder or not status_holder[0].startswith("200"):
+            log.error("spyne answered %s for %s.%s: %s", status_holder, self.contract.name,
+                      exchange.operation, body[:500])
+            return self._fault(exchange, InternalError(
+                f"The bus could not handle {self.contract.name}.{exchange.operation}; "
+                "the failure is in the bus's log.", None))
+        exchange.response, exchange.status = body, "200 OK"
+        return exchange
+
+    @staticmethod
+    def _fault(exchange: Exchange, fault: BusFault) -> Exchange:
+        exchange.fault = fault
+        exchange.response = fault_envelope(fault)
+        exchange.status = "500 Internal Server Error"
+        return exchange
