@@ -196,16 +196,19 @@ def cmd_routes(args) -> int:
 
 
 # -- journal ------------------------------------------------------------------------------
-def format_hop(row: dict) -> str:
-    arrow = "->" if row["direction"] == "in" else "=>"
-    src, dst = row.get("source") or "?", row.get("target") or ("BUS" if row["direction"] == "in" else "?")
+def format_hop(row: dict, indent: str = "") -> str:
+    """One journal hop as a line: time, caller -> BUS or BUS => peer, operation, result, duration."""
+    when = row["started_at"].strftime("%H:%M:%S.%f")[:-3] if row.get("started_at") else ""
+    if row["direction"] == "in":
+        who = f"{row.get('source') or '?'} -> BUS"
+    else:
+        who = f"BUS => {row.get('target') or '?'}"
     result = row.get("fault_code") or row.get("rsp_code") or row["status"]
     ms = f"{row['elapsed_ms']:.0f} ms" if row.get("elapsed_ms") is not None else ""
-    when = row["started_at"].strftime("%H:%M:%S.%f")[:-3] if row.get("started_at") else ""
-    line = (f"{when} {row['direction']:<3} {src:>10} {arrow} {dst:<12} {row.get('service')}."
-            f"{row.get('operation')} TRANS_IDO={row.get('trans_ido')} result={result} {ms}")
+    op = f"{row.get('service')}.{row.get('operation')}"
+    line = f"{indent}{when} {who:<20} {op:<30} {result:<8} {ms:>7}  TRANS_IDO={row.get('trans_ido')}"
     if row.get("error"):
-        line += f"\n{'':>17}reason: {row['error']}"
+        line += f"\n{indent}{'':13}reason: {row['error']}"
     return line
 
 

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from spyne import Fault
 
-from bus.faults import InternalError, UnknownOperation, fault_envelope
+from bus.faults import InternalError, PeerFault, UnknownOperation, fault_envelope
 from services.contracts import ContractFiles
 from services.mapping import from_dict, to_dict
 from services.models import CONTRACTS
 from services.models.common import UniBssHead
 from services.soap import FAULT_KEY, XML_TYPE, SoapEndpoint, encode_for
-from sandbox.peers import Peers
+from sandbox.peers import Peers, peer_name
 from sandbox.store import default_provinces, open_store
 
 log = logging.getLogger("bssbus.sandbox")
@@ -29,7 +30,12 @@ OFFERS = {"hq_crm": ("OrderSync",), "province_crm": ("OrderSync",), "topup": ("C
 
 
 class SandboxApplication:
-    """WSGI app serving every simulated peer from one process."""
+    """WSGI app serving every simulated peer from one process.
+
+    ``POST /control`` with JSON ``{"peer": "BILLING-51", "delay_ms": 2000, "fault": "text"}``
+    makes that peer slow or answer with a SOAP Server fault until told otherwise
+    (``{"peer": "BILLING-51"}`` alone resets it); for outage and timeout tests.
+    """
 
     def __init__(self, db_url: str, bus_url: str | None = None, provinces=None,
                  files: ContractFiles | None = None):
@@ -39,10 +45,17 @@ class SandboxApplication:
         self.files = files or ContractFiles()
         self.endpoints = {name: SoapEndpoint(c, self.files.schemas[name], self._handle)
                           for name, c in CONTRACTS.items()}
+        self.behaviour: dict[str, dict] = {}   # peer name -> {"delay_ms": int, "fault": str}
 
     def _handle(self, ctx, contract, operation, head, body):
         exchange = ctx.transport.req_env["bssbus.exchange"]
         kind, province = exchange.context["peer"]
+        behaviour = self.behaviour.get(peer_name(kind, province), {})
+        if behaviour.get("delay_ms"):
+            time.sleep(behaviour["delay_ms"] / 1000)
+        if behaviour.get("fault"):
+            exchange.context[FAULT_KEY] = PeerFault(behaviour["fault"])
+            raise Fault("Server", behaviour["fault"])
         try:
             rsp_head, rsp_body = self.peers.handle(kind, province, contract.name, operation.name,
                                                    to_dict(head, UniBssHead), to_dict(body, operation.request))
@@ -64,6 +77,8 @@ class SandboxApplication:
     def __call__(self, environ, start_response):
         path, method = environ.get("PATH_INFO", "/"), environ.get("REQUEST_METHOD", "GET")
         peer = self._peer(path)
+        if path == "/control" and method == "POST":
+            return self._control(environ, start_response)
         if path == "/healthz":
             return self._send(start_response, "200 OK", "application/json", json.dumps({"status": "ok"}).encode())
         if peer is None or peer[2] not in OFFERS[peer[0]]:
@@ -82,6 +97,19 @@ class SandboxApplication:
         if exchange.fault is None and exchange.request is not None:
             body, ctype = encode_for(exchange.request.charset, body)
         return self._send(start_response, exchange.status, ctype, body)
+
+    def _control(self, environ, start_response):
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            spec = json.loads(environ["wsgi.input"].read(min(length, 4096)) or b"{}")
+            peer = str(spec["peer"])
+            self.behaviour[peer] = {"delay_ms": int(spec.get("delay_ms") or 0),
+                                    "fault": spec.get("fault") or None}
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._send(start_response, "400 Bad Request", "text/plain; charset=utf-8",
+                              f"POST JSON {{\"peer\": NAME, \"delay_ms\": N, \"fault\": TEXT}}: {exc}\n".encode())
+        return self._send(start_response, "200 OK", "application/json",
+                          json.dumps({peer: self.behaviour[peer]}).encode())
 
     @staticmethod
     def _send(start_response, status, ctype, body):

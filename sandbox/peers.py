@@ -50,6 +50,12 @@ def answer(head: dict, sender: str, code: str = "0000", desc: str = "success") -
     return {k: v for k, v in out.items() if v is not None}
 
 
+def peer_name(kind: str, province: str | None) -> str:
+    """The name a simulated peer signs its answers with (MSG_SENDER)."""
+    return {"hq_billing": "HQ-BILLING", "hq_crm": "HQ-CRM", "topup": "TOPUP",
+            "province_billing": f"BILLING-{province}", "province_crm": f"CRM-{province}"}[kind]
+
+
 class Peers:
     """All simulated peers over one sandbox database. ``handle`` is the single entry."""
 
@@ -62,8 +68,7 @@ class Peers:
     # -- entry -----------------------------------------------------------------------------
     def handle(self, kind: str, province: str | None, service: str, operation: str,
                head: dict, body: dict) -> tuple[dict, dict | None]:
-        sender = {"hq_billing": "HQ-BILLING", "hq_crm": "HQ-CRM", "topup": "TOPUP",
-                  "province_billing": f"BILLING-{province}", "province_crm": f"CRM-{province}"}[kind]
+        sender = peer_name(kind, province)
         with self.engine.begin() as conn:
             conn.execute(insert(store.received).values(peer=sender, service=service,
                                                        operation=operation,

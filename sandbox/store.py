@@ -7,6 +7,7 @@ Billing) keeps its own copy of the accounts, so a cut-over shows which billing a
 """
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,6 +19,9 @@ from sqlalchemy.engine import Engine
 from bus.segments import SegmentTable
 from config.settings import load_settings
 from dao.db import make_engine
+from services.models.common import WSDL_DIR
+
+EXAMPLES_DIR = WSDL_DIR / "examples"
 
 metadata = MetaData()
 
@@ -134,6 +138,51 @@ def seed_users(province: str) -> list[SeedUser]:
     return users
 
 
+def _example_values() -> dict[str, set[str]]:
+    """Numbers and card numbers named in wsdl/examples/, so the examples work against the sandbox."""
+    found = {"msisdn": set(), "card": set()}
+
+    def walk(key, value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(k, v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(key, v)
+        elif isinstance(value, str) and value.isdigit():
+            if key in ("SERIAL_NUMBER", "ROUTE_VALUE") and len(value) == 11:
+                found["msisdn"].add(value)
+            elif key in ("CARD_NO", "BEGIN_CARD_NO", "END_CARD_NO") and len(value) == 15:
+                found["card"].add(value)
+
+    for path in sorted(EXAMPLES_DIR.glob("*.json")):
+        walk(None, json.loads(path.read_text(encoding="utf-8")))
+    return found
+
+
+def example_users(province: str) -> list[SeedUser]:
+    """The users of wsdl/examples/ that live in ``province``: each owes 100.00 yuan."""
+    table = _segment_table()
+    rng = random.Random(f"examples-{province}")
+    out = []
+    for number in sorted(_example_values()["msisdn"]):
+        segment = table.lookup(number)
+        if segment is not None and segment.province_code == province:
+            name = rng.choice(SURNAMES) + rng.choice(GIVEN) + rng.choice(GIVEN)
+            out.append(SeedUser(number, province, name, "00", -10000))
+    return out
+
+
+def example_cards(province: str) -> list[dict]:
+    """The cards of wsdl/examples/ whose number says ``province`` (9 + code, or code first)."""
+    out = []
+    for card_no in sorted(_example_values()["card"]):
+        if card_no[:2] == province:
+            out.append(dict(card_no=card_no, province=province, state="0", face_value=10000,
+                            expire_date="20291231"))
+    return out
+
+
 def seed_cards(province: str) -> list[dict]:
     """Cards ``9<province><12 digits>``: states cycle through not activated, active, used, expired."""
     out = []
@@ -162,7 +211,7 @@ def open_store(url: str, provinces) -> Engine:
         if conn.execute(select(func.count()).select_from(accounts)).scalar():
             return engine
         for province in sorted(provinces):
-            users = seed_users(province)
+            users = seed_users(province) + example_users(province)
             rows = [dict(peer=peer, msisdn=u.msisdn, province=province, cust_name=u.cust_name,
                          user_state=u.user_state, balance=u.balance)
                     for u in users for peer in billing_peers(province)]
@@ -176,7 +225,7 @@ def open_store(url: str, provinces) -> Engine:
                                    fee=-u.balance - half)]
             if items:
                 conn.execute(insert(bill_items), items)
-            conn.execute(insert(cards), seed_cards(province))
+            conn.execute(insert(cards), seed_cards(province) + example_cards(province))
     return engine
 
 

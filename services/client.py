@@ -78,7 +78,8 @@ class BusClient:
         try:
             result = getattr(self._service(service), operation)(**args)
         except zeep.exceptions.Fault as fault:
-            return CallResult(None, None, fault.code, fault.message,
+            code = (fault.code or "").split(":", 1)[-1]  # "soap:Client.X" -> "Client.X"
+            return CallResult(None, None, code, fault.message,
                               (time.perf_counter() - started) * 1000)
         data = serialize_object(result, dict) or {}
         return CallResult(data.get("UNI_BSS_HEAD"), data.get("UNI_BSS_BODY"),

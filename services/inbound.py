@@ -22,6 +22,7 @@ HEAD_NS = "http://ws.chinaunicom.cn/unibssHead"
 _XML_DECL = re.compile(rb'^\s*<\?xml[^>]*?encoding\s*=\s*["\']([A-Za-z0-9._:-]+)["\']')
 _CHARSET = re.compile(r'charset\s*=\s*"?([^";\s]+)"?', re.I)
 _UTF8 = {"utf-8", "utf8"}
+_DOCTYPE = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<\?[^>]*\?>\s*|<!--.*?-->\s*)*<!DOCTYPE", re.S)
 
 
 def _parser(encoding: str | None = None) -> etree.XMLParser:
@@ -80,6 +81,8 @@ def parse_envelope(raw: bytes, content_type: str | None, max_depth: int) -> tupl
             raise MalformedRequest(f"The request body is not valid UTF-8: byte {exc.start} "
                                    f"({raw[exc.start:exc.start + 1]!r}) cannot be decoded; "
                                    "declare the charset you send.") from None
+    if _DOCTYPE.match(data):  # refused before libxml2 sees it: no DTD is loaded, not even tried
+        raise MalformedRequest("The request declares a DOCTYPE; DTDs and entities are not accepted.")
     try:
         tree = etree.ElementTree(etree.fromstring(data, parser))
     except etree.XMLSyntaxError as exc:

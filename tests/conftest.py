@@ -2,6 +2,7 @@
 and a socket guard so unit tests never reach the network by accident."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -19,21 +20,30 @@ def _db_params():
     return params
 
 
+@contextlib.contextmanager
+def pg_schema_url():
+    """A URL on a new, empty PostgreSQL schema of BSSBUS_TEST_PG_URL, dropped afterwards."""
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 @pytest.fixture(params=_db_params())
 def db_url(request, tmp_path):
     """A fresh, empty database URL: a SQLite file, and a PostgreSQL schema when configured."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/bus.db"
         return
-    schema = "t_" + uuid.uuid4().hex[:12]
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with pg_schema_url() as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)

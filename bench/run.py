@@ -1,0 +1,242 @@
+"""`make bench`: what the bus costs on top of the peer it routes to.
+
+Starts the sandbox peers and the bus under gunicorn on loopback (the bus's peers pointing at
+the sandbox, each with its own SQLite file in a temporary folder), then drives
+``BankPayment.QueryArrears`` at a fixed concurrency for a fixed time, first straight at the
+sandbox's province billing peer, then through the bus at ``/ws/BankPayment``. It prints
+throughput, latency, errors and the CPU time the servers spent per message (user + system of
+the gunicorn master and its workers, from /proc), and writes the same figures as JSON to
+``bench/results/<UTC timestamp>.json``.
+
+    .venv/bin/python -m bench.run [--quick] [--duration S] [--connections N] [--generator wrk|python]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from lxml import etree
+
+from bench.loadgen import PLACEHOLDER, ensure_wrk, run_python, run_wrk
+from bus.cli import CliError, wait_http
+from bus.server import free_port
+from sandbox.store import seed_users
+from services.models import CONTRACTS, to_xml
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+BSSBUS = Path(sys.executable).with_name("bssbus")
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+PROVINCE = "51"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# -- the message ------------------------------------------------------------------------------
+def query_arrears_envelope(msisdn: str) -> str:
+    """The example QueryArrears request for ``msisdn``, routed by number, with TRANS_IDO left as
+    the load generator's placeholder."""
+    data = json.loads((ROOT / "wsdl/examples/BankPayment.QueryArrears.json").read_text("utf-8"))
+    head = data["UNI_BSS_HEAD"]
+    head["ROUTING"] = {"ROUTE_TYPE": "01", "ROUTE_VALUE": msisdn}
+    head["TRANS_IDO"] = PLACEHOLDER
+    head["PROCESS_TIME"] = time.strftime("%Y%m%d%H%M%S")
+    data["UNI_BSS_BODY"]["SERIAL_NUMBER"] = msisdn
+    envelope = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soapenv": SOAP_ENV})
+    body = etree.SubElement(envelope, f"{{{SOAP_ENV}}}Body")
+    body.append(to_xml(CONTRACTS["BankPayment"], "QueryArrears", data))
+    return etree.tostring(envelope, xml_declaration=True, encoding="utf-8").decode()
+
+
+# -- the servers ------------------------------------------------------------------------------
+class Server:
+    """One `bssbus` command under gunicorn, in its own process group."""
+
+    def __init__(self, name: str, args: list[str], port: int, workdir: Path, env: dict | None = None):
+        self.name, self.port = name, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = workdir / f"{name}.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen([str(BSSBUS), *args, "--host", "127.0.0.1", "--port", str(port)],
+                                         cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self) -> None:
+        try:
+            wait_http(f"{self.url}/healthz", timeout=60, proc=self.proc)
+        except CliError as exc:
+            tail = self.log.read_text("utf-8", "replace").strip().splitlines()[-15:]
+            raise SystemExit(f"bench: the {self.name} did not start: {exc}\n" + "\n".join(tail)) from None
+
+    def cpu_seconds(self) -> float:
+        """user + system time of the gunicorn master and every process below it."""
+        return sum(_stat(pid)[1] for pid in _tree(self.proc.pid))
+
+    def stop(self) -> None:
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            if self.proc.poll() is not None:
+                return
+            try:
+                os.killpg(self.proc.pid, sig)
+                self.proc.wait(wait)
+            except ProcessLookupError:
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def _stat(pid: int) -> tuple[int, float]:
+    """(parent pid, CPU seconds) of ``pid`` from /proc/<pid>/stat; (0, 0.0) once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0, 0.0
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK_TCK  # ppid, utime + stime
+
+
+def _tree(root: int) -> list[int]:
+    parents = {int(p): _stat(int(p))[0] for p in os.listdir("/proc") if p.isdigit()}
+    found, todo = [root], [root]
+    while todo:
+        parent = todo.pop()
+        kids = [pid for pid, ppid in parents.items() if ppid == parent]
+        found += kids
+        todo += kids
+    return found
+
+
+# -- one scenario ----------------------------------------------------------------------------
+def drive(label: str, url: str, body: str, prefix: str, args, measured: Server, servers: dict) -> dict:
+    def load(seconds: float):
+        if args.wrk:
+            return run_wrk(args.wrk, url, body, prefix, args.connections, seconds)
+        return run_python(url, body, prefix, args.connections, seconds)
+
+    print(f"  {label}: {url} ({args.warmup:g} s warm-up, {args.duration:g} s measured)", flush=True)
+    load(args.warmup)
+    before = {name: s.cpu_seconds() for name, s in servers.items()}
+    result = load(args.duration)
+    cpu = {name: s.cpu_seconds() - before[name] for name, s in servers.items()}
+    per_msg = {name: (v / result.requests * 1e6 if result.requests else None) for name, v in cpu.items()}
+    return {"target": label, "url": url, **result.as_dict(),
+            "server_cpu_us_per_msg": per_msg[measured.name],
+            "cpu_us_per_msg": per_msg,
+            "generator_cpu_us_per_msg": result.generator_cpu_s / result.requests * 1e6 if result.requests else None}
+
+
+# -- report -----------------------------------------------------------------------------------
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor() or "unknown")
+    return {"nproc": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
+            "kernel": platform.release()}
+
+
+def _f(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def report(data: dict) -> None:
+    m, s = data["machine"], data["settings"]
+    print(f"\nmachine: {m['nproc']} CPUs, {m['cpu_model']}, Python {m['python']}")
+    print(f"load: {s['operation']} ({s['message_bytes']} B), {s['connections']} keep-alive connections, "
+          f"{s['duration_s']:g} s per target, generator {s['generator']}\n")
+    print(f"{'target':<16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+          f"{'server CPU us/msg':>19}{'sandbox CPU us/msg':>20}{'loadgen CPU us/msg':>20}")
+    for r in data["results"]:
+        print(f"{r['target']:<16}{r['rps']:>9.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}"
+              f"{_f(r['server_cpu_us_per_msg'], ',.0f'):>19}{_f(r['cpu_us_per_msg']['sandbox'], ',.0f'):>20}"
+              f"{_f(r['generator_cpu_us_per_msg'], ',.0f'):>20}")
+        if r["error_kinds"]:
+            print(f"{'':<16}errors: {r['error_kinds']}")
+    c = data["comparison"]
+    print(f"\nthroughput bus/direct: {_f(c['throughput_ratio'], '.2f')}   "
+          f"bus-added latency p50: {c['added_p50_ms']:+.2f} ms   "
+          f"bus CPU per message: {_f(c['bus_cpu_us_per_msg'], ',.0f')} us")
+    print("(server CPU = the gunicorn processes of the target: the sandbox when direct, the bus through it)")
+
+
+# -- main -------------------------------------------------------------------------------------
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="a ~30 s smoke run (8 s per target)")
+    p.add_argument("--duration", type=float, help="measured seconds per target (default 45, quick 8)")
+    p.add_argument("--warmup", type=float, help="unmeasured seconds before each target (default 5, quick 2)")
+    p.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections (16)")
+    p.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto",
+                   help="load generator: wrk if present (installed with apt-get when root), else Python")
+    args = p.parse_args(argv)
+    args.duration = args.duration or (8.0 if args.quick else 45.0)
+    args.warmup = args.warmup if args.warmup is not None else (2.0 if args.quick else 5.0)
+    if args.duration <= 0 or args.warmup < 0 or args.connections < 1:
+        p.error("--duration and --connections must be positive, --warmup not negative")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below
+    args.wrk = ensure_wrk() if args.generator != "python" else None
+    if args.generator == "wrk" and not args.wrk:
+        raise SystemExit("bench: wrk is not installed (apt-get install wrk) and could not be installed")
+    generator = "wrk" if args.wrk else "python (multi-process http.client; wrk not available)"
+    info = machine()
+    print(f"bssbus bench: {info['nproc']} CPUs, {info['cpu_model']}, Python {info['python']}; "
+          f"generator {generator}", flush=True)
+
+    msisdn = seed_users(PROVINCE)[0].msisdn
+    body = query_arrears_envelope(msisdn)
+    with tempfile.TemporaryDirectory(prefix="bssbus-bench-") as tmp:
+        tmp = Path(tmp)
+        servers: dict[str, Server] = {}
+        try:
+            sandbox = servers["sandbox"] = Server(
+                "sandbox", ["sandbox", "--db-url", f"sqlite:///{tmp}/sandbox.db"], free_port(), tmp)
+            sandbox.wait_ready()
+            bus = servers["bus"] = Server(
+                "bus", ["serve", "--no-sandbox", "--db-url", f"sqlite:///{tmp}/bus.db"], free_port(), tmp,
+                env={"BSSBUS_SANDBOX_URL": sandbox.url})
+            bus.wait_ready()
+            print(f"sandbox at {sandbox.url}, bus at {bus.url}; QueryArrears for {msisdn}", flush=True)
+            results = [
+                drive("direct sandbox", f"{sandbox.url}/peers/province_billing/{PROVINCE}/BankPayment",
+                      body, "BENCHDIR", args, sandbox, servers),
+                drive("through bus", f"{bus.url}/ws/BankPayment", body, "BENCHBUS", args, bus, servers),
+            ]
+        finally:
+            for server in reversed(list(servers.values())):
+                server.stop()
+
+    direct, through = results
+    data = {
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": info,
+        "settings": {"operation": "BankPayment.QueryArrears", "msisdn": msisdn,
+                     "message_bytes": len(body.replace(PLACEHOLDER, "BENCHBUS" + "0" * 13).encode()),
+                     "connections": args.connections, "duration_s": args.duration, "warmup_s": args.warmup,
+                     "generator": "wrk" if args.wrk else "python"},
+        "results": results,
+        "comparison": {
+            "throughput_ratio": through["rps"] / direct["rps"] if direct["rps"] else None,
+            "added_p50_ms": through["p50_ms"] - direct["p50_ms"],
+            "bus_cpu_us_per_msg": through["cpu_us_per_msg"]["bus"],
+        },
+    }
+    report(data)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / (datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ".json")
+    out.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"\nwritten to {out.relative_to(ROOT)}")
+    return 1 if direct["errors"] or through["errors"] or not direct["requests"] or not through["requests"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

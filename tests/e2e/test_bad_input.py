@@ -1,0 +1,190 @@
+"""Bad input gets a SOAP 1.1 Client fault (text/xml, HTTP 500, a sentence a person can act on),
+never an HTML page, a traceback or a 200; and the contracts are served over HTTP."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from lxml import etree
+
+from sandbox.store import seed_users
+from services.models import CONTRACTS, to_xml
+from tests.e2e.conftest import get, make_args, post
+
+SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
+FAULT_NS = "http://ws.chinaunicom.cn/bssFault"
+
+
+def envelope(service: str, operation: str, args: dict, encoding: str = "utf-8") -> bytes:
+    env = etree.Element(f"{{{SOAP}}}Envelope", nsmap={"soapenv": SOAP})
+    etree.SubElement(env, f"{{{SOAP}}}Body").append(to_xml(CONTRACTS[service], operation, args))
+    return etree.tostring(env, xml_declaration=True, encoding=encoding)
+
+
+def balance_request(**body) -> bytes:
+    u = seed_users("51")[0]
+    args = make_args("BankPayment", "QueryBalance", caller="BANK", route=("01", u.msisdn),
+                     SERIAL_NUMBER=u.msisdn, **body)
+    return envelope("BankPayment", "QueryBalance", args)
+
+
+def assert_client_fault(status, ctype, body, code: str, *words: str):
+    assert status == 500, body[:300]
+    assert ctype.startswith("text/xml"), ctype
+    assert b"<html" not in body.lower() and b"Traceback" not in body
+    doc = etree.fromstring(body)
+    fault = doc.find(f"{{{SOAP}}}Body/{{{SOAP}}}Fault")
+    assert fault is not None, body
+    assert fault.findtext("faultcode").split(":", 1)[-1] == code
+    text = fault.findtext("faultstring")
+    assert text and text[0].isupper() and text.rstrip().endswith(".") or text.endswith(")"), text
+    for word in words:
+        assert word in text, text
+    detail = fault.find(f"detail/{{{FAULT_NS}}}BssFault")
+    assert detail is not None and detail.findtext(f"{{{FAULT_NS}}}RSP_CODE")
+    return fault
+
+
+@pytest.fixture(scope="module")
+def ws(sqlite_bus):
+    return f"{sqlite_bus.url}/ws/BankPayment"
+
+
+def test_a_valid_request_gets_200(ws):
+    status, ctype, body = post(ws, balance_request())
+    assert status == 200 and ctype.startswith("text/xml") and b"QueryBalanceResponse" in body
+
+
+def test_malformed_xml(ws):
+    assert_client_fault(*post(ws, balance_request()[:-30]), "Client.MalformedRequest", "not well-formed XML")
+
+
+@pytest.mark.parametrize("payload", [
+    b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+    b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>&xxe;'
+    b'</soapenv:Body></soapenv:Envelope>',
+    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;">'
+    b'<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;">]><a>&lol3;</a>',
+    b'<!DOCTYPE a SYSTEM "http://127.0.0.1:9/evil.dtd"><a/>',
+], ids=["xxe", "billion-laughs", "external-dtd"])
+def test_doctype_and_entities_are_refused(ws, payload):
+    assert_client_fault(*post(ws, payload), "Client.MalformedRequest", "DOCTYPE")
+
+
+def test_body_over_the_size_limit(ws, sqlite_bus):
+    limit = sqlite_bus.settings.max_body_bytes
+    big = balance_request().replace(b"<soapenv:Body>", b"<soapenv:Body>" + b" " * (limit + 10))
+    assert_client_fault(*post(ws, big), "Client.MalformedRequest", "limit", str(limit))
+
+
+def test_nesting_deeper_than_the_limit(ws):
+    deep = b"<a>" * 100 + b"</a>" * 100
+    body = balance_request().replace(b"</soapenv:Body>", deep + b"</soapenv:Body>")
+    body = body.replace(b"<soapenv:Header/>", b"")
+    status, ctype, out = post(ws, body)
+    assert_client_fault(status, ctype, out, "Client.MalformedRequest")
+
+
+def test_wrong_namespace(ws):
+    body = balance_request().replace(b"http://ws.chinaunicom.cn/BankPayment/unibssBody",
+                                     b"http://example.com/other")
+    assert_client_fault(*post(ws, body), "Client.UnknownOperation", "namespace")
+
+
+def test_missing_required_element(ws):
+    body = re.sub(rb"<([a-z0-9]+:)?SERIAL_NUMBER>\d+</([a-z0-9]+:)?SERIAL_NUMBER>", b"", balance_request())
+    assert_client_fault(*post(ws, body), "Client.ValidationError", "SERIAL_NUMBER")
+
+
+def test_value_breaking_a_pattern(ws):
+    u = seed_users("51")[0]
+    body = balance_request().replace(f">{u.msisdn}<".encode(), b">1234<")
+    assert_client_fault(*post(ws, body), "Client.ValidationError", "1234")
+
+
+def test_unknown_operation(ws):
+    body = balance_request().replace(b"QueryBalance", b"QueryEverything")
+    assert_client_fault(*post(ws, body), "Client.UnknownOperation", "QueryEverything", "Pay")
+
+
+def test_unknown_service(sqlite_bus):
+    assert_client_fault(*post(f"{sqlite_bus.url}/ws/NoSuchService", balance_request()),
+                        "Client.UnknownOperation", "NoSuchService", "BankPayment")
+
+
+@pytest.mark.parametrize("data, ctype, words", [
+    (b"\xff\xfe\xfa", "text/xml; charset=utf-8", ("UTF-8",)),
+    (None, "text/xml; charset=klingon", ("klingon",)),
+    (b"\x81\x20", "text/xml; charset=gbk", ("gbk",)),
+])
+def test_undecodable_charset(ws, data, ctype, words):
+    body = balance_request()
+    if data is not None:
+        body = body.replace(b"<soapenv:Body>", b"<soapenv:Body>" + data)
+    assert_client_fault(*post(ws, body, ctype), "Client.MalformedRequest", *words)
+
+
+def test_soap12_envelope_is_refused_with_a_soap11_fault(ws):
+    body = balance_request().replace(SOAP.encode(), b"http://www.w3.org/2003/05/soap-envelope")
+    assert_client_fault(*post(ws, body, "application/soap+xml; charset=utf-8"), "Client.MalformedRequest", "1.2")
+
+
+def test_empty_body(ws):
+    assert_client_fault(*post(ws, b""), "Client.MalformedRequest", "empty")
+
+
+def test_bad_input_is_journalled(ws, sqlite_bus):
+    post(ws, b"<not-xml")
+    rows = sqlite_bus.bus.journal.search(status="fault", limit=5)
+    assert any(r["request"] == b"<not-xml" and r["fault_code"] == "Client.MalformedRequest" for r in rows)
+
+
+def test_gbk_request_with_chinese_names_is_accepted_and_stored(sqlite_bus):
+    name = "欧阳娜娜"
+    args = make_args("AccountSync", "SyncThreeAccount", caller="PCRM", route=("00", "51"), SYNC_SEQ=1)
+    args["UNI_BSS_BODY"]["CUSTOMER"]["CUST_NAME"] = name
+    raw = envelope("AccountSync", "SyncThreeAccount", args, encoding="gbk")
+    assert name.encode("gbk") in raw
+    status, ctype, body = post(f"{sqlite_bus.url}/ws/AccountSync", raw, "text/xml; charset=GBK")
+    assert status == 200, body
+    assert "gbk" in ctype.lower(), "a GBK caller is answered in GBK"
+    assert etree.fromstring(body).xpath("string(//*[local-name()='RSP_CODE'])") == "0000"
+    hops = sqlite_bus.bus.journal.hops(args["UNI_BSS_HEAD"]["TRANS_IDO"])
+    assert hops[0]["request"] == raw, "the journal keeps the bytes exactly as received"
+    assert name.encode("gbk") in hops[0]["request"]
+    assert name.encode("utf-8") in hops[1]["request"], "the peer got the name intact"
+
+
+def test_non_soap_paths_answer_plain_text_never_html(sqlite_bus):
+    status, ctype, body = get(f"{sqlite_bus.url}/no/such/page")
+    assert status == 404 and ctype.startswith("text/plain") and b"<html" not in body.lower()
+    status, ctype, body = get(f"{sqlite_bus.url}/healthz")
+    assert status == 200 and b'"database": "ok"' in body
+
+
+def test_wsdl_is_the_contract_file_with_the_address_rewritten(sqlite_bus):
+    for name, contract in CONTRACTS.items():
+        status, ctype, body = get(f"{sqlite_bus.url}/ws/{name}?wsdl")
+        assert status == 200 and ctype.startswith("text/xml")
+        doc = etree.fromstring(body)
+        address = doc.xpath("//*[local-name()='address']/@location")
+        assert address == [f"{sqlite_bus.url}/ws/{name}"]
+        original = etree.parse(str(contract.wsdl_path)).getroot()
+        assert [e.tag for e in doc.iter()] == [e.tag for e in original.iter()], "served = the file itself"
+        # every import resolves over HTTP, transitively
+        seen, todo = set(), list(doc.xpath("//@schemaLocation"))
+        while todo:
+            url = todo.pop()
+            if url in seen:
+                continue
+            seen.add(url)
+            assert url.startswith(f"{sqlite_bus.url}/ws/{name}?xsd=")
+            status, _, xsd = get(url)
+            assert status == 200, url
+            todo += etree.fromstring(xsd).xpath("//@schemaLocation")
+        assert len(seen) >= 3
+
+
+def test_unknown_xsd_is_a_404(sqlite_bus):
+    status, ctype, body = get(f"{sqlite_bus.url}/ws/BankPayment?xsd=../../etc/passwd")
+    assert status == 404 and ctype.startswith("text/plain")

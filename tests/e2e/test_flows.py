@@ -1,0 +1,190 @@
+"""End to end over real HTTP: each service routed to the right sandbox peer in each phase,
+every hop journalled, and peer failures turned into Server faults naming the peer."""
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+
+from bus.embedded import EmbeddedBus
+from config.settings import load_settings
+from sandbox.store import seed_cards, seed_users
+from services.client import BusClient
+from tests.e2e.conftest import make_args
+
+PHASE2, PHASE3 = "51", "11"
+
+
+def user(province, with_arrears=True):
+    return next(u for u in seed_users(province) if (u.balance < 0) == with_arrears and u.user_state == "00")
+
+
+def control(sandbox_url, **spec):
+    req = urllib.request.Request(f"{sandbox_url}/control", data=json.dumps(spec).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=10).read()
+
+
+@pytest.mark.parametrize("province, expected", [(PHASE2, "BILLING-51"), (PHASE3, "HQ-BILLING")])
+def test_bank_query_goes_to_the_billing_of_the_numbers_phase(bus, client, province, expected):
+    u = user(province)
+    args = make_args("BankPayment", "QueryArrears", caller="BANK", route=("01", u.msisdn),
+                     SERIAL_NUMBER=u.msisdn, BANK_CODE="ICBC")
+    result = client.call("BankPayment", "QueryArrears", args)
+    assert result.fault_code is None, result.fault_string
+    assert result.rsp_code == "0000"
+    assert result.sender == expected
+    assert result.head["TRANS_IDO"] == args["UNI_BSS_HEAD"]["TRANS_IDO"]
+    assert result.body["ARREARS_FEE"] == -u.balance
+    assert result.body["CUST_NAME"].endswith(u.cust_name[-1]) and result.body["CUST_NAME"].startswith("*")
+    hops = bus.bus.journal.hops(args["UNI_BSS_HEAD"]["TRANS_IDO"])
+    assert [(h["direction"], h["status"]) for h in hops] == [("in", "ok"), ("out", "ok")]
+    inbound, outbound = hops
+    assert inbound["source"] == "BANK" and inbound["target"] == expected
+    assert inbound["msisdn"] == u.msisdn and inbound["province"] == province
+    assert outbound["target"] == expected and outbound["rsp_code"] == "0000"
+    assert u.msisdn.encode() in inbound["request"] and b"QueryArrearsResponse" in inbound["response"]
+    assert expected.encode() in outbound["response"]
+
+
+def test_routing_by_province_code(bus, client):
+    args = make_args("AccountSync", "SyncThreeAccount", caller="PCRM", route=("00", PHASE2), SYNC_SEQ=7)
+    result = client.call("AccountSync", "SyncThreeAccount", args)
+    assert (result.rsp_code, result.sender, result.body["APPLIED"]) == ("0000", "BILLING-51", "0")
+    again = client.call("AccountSync", "SyncThreeAccount",
+                        make_args("AccountSync", "SyncThreeAccount", caller="PCRM", route=("00", PHASE2), SYNC_SEQ=6))
+    assert again.body["APPLIED"] == "1", "an older sequence number must not be applied over newer data"
+
+
+@pytest.mark.parametrize("province, billing", [(PHASE2, "BILLING-51"), (PHASE3, "HQ-BILLING")])
+def test_payment_changes_the_balance_and_reversal_restores_it(client, province, billing):
+    u = seed_users(province)[2]
+    route = ("01", u.msisdn)
+
+    def balance():
+        r = client.call("BankPayment", "QueryBalance",
+                        make_args("BankPayment", "QueryBalance", caller="BANK", route=route, SERIAL_NUMBER=u.msisdn))
+        assert r.sender == billing
+        return r.body["BALANCE"]
+
+    before = balance()
+    serial = "S" + make_args("BankPayment", "Pay")["UNI_BSS_HEAD"]["TRANS_IDO"][:20]
+    pay = make_args("BankPayment", "Pay", caller="BANK", route=route, SERIAL_NUMBER=u.msisdn, AMOUNT=12345,
+                    BANK_SERIAL=serial)
+    paid = client.call("BankPayment", "Pay", pay)
+    assert (paid.rsp_code, paid.body["BALANCE"]) == ("0000", before + 12345)
+    assert balance() == before + 12345
+    # the same bank serial again: the first result, no second charge
+    repeat = client.call("BankPayment", "Pay", make_args("BankPayment", "Pay", caller="BANK", route=route,
+                                                         SERIAL_NUMBER=u.msisdn, AMOUNT=12345, BANK_SERIAL=serial))
+    assert repeat.body["BILL_SERIAL"] == paid.body["BILL_SERIAL"]
+    assert balance() == before + 12345
+    rev = make_args("BankPayment", "Reverse", caller="BANK", route=route, SERIAL_NUMBER=u.msisdn, AMOUNT=12345,
+                    BANK_SERIAL=serial + "R", ORIG_BANK_SERIAL=serial)
+    reversed_ = client.call("BankPayment", "Reverse", rev)
+    assert reversed_.rsp_code == "0000" and reversed_.body["BALANCE"] == before
+    twice = client.call("BankPayment", "Reverse", make_args(
+        "BankPayment", "Reverse", caller="BANK", route=route, SERIAL_NUMBER=u.msisdn, AMOUNT=12345,
+        BANK_SERIAL=serial + "X", ORIG_BANK_SERIAL=serial))
+    assert twice.rsp_code == "1546"
+    assert balance() == before
+
+
+def test_order_travels_esales_hq_crm_province_crm(bus, client):
+    u = user(PHASE2)
+    order = make_args("OrderSync", "SyncOrder", caller="ESALE", route=("01", u.msisdn),
+                      ORDER_ID="ORD" + u.msisdn, SERIAL_NUMBER=u.msisdn, PROVINCE_CODE=PHASE2)
+    result = client.call("OrderSync", "SyncOrder", order)
+    assert (result.rsp_code, result.sender, result.body["ORDER_STATE"]) == ("0000", "HQ-CRM", "10")
+    assert result.body["PROVINCE_ORDER_ID"]
+    hops = bus.bus.journal.hops(order["UNI_BSS_HEAD"]["PROC_ID"])
+    assert [(h["direction"], h["source"], h["target"]) for h in hops] == [
+        ("in", "ESALE", "HQ-CRM"), ("out", "BUS", "HQ-CRM"), ("in", "UCRM", "CRM-51"), ("out", "BUS", "CRM-51")]
+    status = client.call("OrderSync", "QueryOrderStatus", make_args(
+        "OrderSync", "QueryOrderStatus", caller="ESALE", route=("01", u.msisdn), ORDER_ID="ORD" + u.msisdn))
+    assert status.body["ORDER_STATE"] == "10"
+    assert status.body["PROVINCE_ORDER_ID"] == result.body["PROVINCE_ORDER_ID"]
+
+
+def test_card_activation_and_status(client):
+    card = next(c for c in seed_cards(PHASE3) if c["state"] == "0")["card_no"]
+    args = make_args("CardActivation", "ActivateCards", caller="UCRM", route=("00", PHASE3),
+                     PROVINCE_CODE=PHASE3, CARDS={"CARD_NO": [card, "900000000000000"]})
+    result = client.call("CardActivation", "ActivateCards", args)
+    assert result.sender == "TOPUP"
+    assert [(r["CARD_NO"], r["RESULT"]) for r in result.body["RESULTS"]["CARD_RESULT"]] == [
+        (card, "0"), ("900000000000000", "2")]
+    status = client.call("CardActivation", "QueryCardStatus", make_args(
+        "CardActivation", "QueryCardStatus", caller="UCRM", route=("00", PHASE3), CARD_NO=card))
+    assert status.body["CARD_STATE"] == "1"
+
+
+def test_cut_over_in_config_moves_billing_traffic_to_hq(tmp_path):
+    """Province 51 moved to phase 3 in a --config file: its billing traffic goes to HQ Billing."""
+    override = tmp_path / "cutover.yaml"
+    override.write_text('provinces:\n  "51": 3\n', encoding="utf-8")
+    u = user(PHASE2)
+    with EmbeddedBus(load_settings(override, env={}), workdir=tmp_path) as embedded:
+        args = make_args("BankPayment", "QueryBalance", caller="BANK", route=("01", u.msisdn),
+                         SERIAL_NUMBER=u.msisdn)
+        result = BusClient(embedded.url).call("BankPayment", "QueryBalance", args)
+        assert result.sender == "HQ-BILLING"
+        hops = embedded.bus.journal.hops(args["UNI_BSS_HEAD"]["TRANS_IDO"])
+        assert {h["target"] for h in hops} == {"HQ-BILLING"}
+        assert "phase 3" in hops[0]["route"]
+
+
+@pytest.mark.parametrize("route, code, words", [
+    (("01", "19999999999"), "Client.UnknownNumber", "19999999999"),
+    (("00", "42"), "Client.UnknownProvince", "'42'"),
+    (("02", "51"), "Client.UnknownRoute", "ROUTE_TYPE"),
+])
+def test_unroutable_messages_are_client_faults_saying_what_was_not_found(bus, client, route, code, words):
+    args = make_args("BankPayment", "QueryBalance", caller="BANK", route=route)
+    if route[0] == "02":  # the contract itself refuses a ROUTE_TYPE outside 00/01
+        code, words = "Client.ValidationError", "ROUTE_TYPE"
+    result = client.call("BankPayment", "QueryBalance", args)
+    assert result.fault_code == code and words in result.fault_string
+    hops = bus.bus.journal.hops(args["UNI_BSS_HEAD"]["TRANS_IDO"])
+    assert hops and hops[0]["status"] == "fault" and hops[0]["fault_code"] == code
+
+
+def test_no_route_for_the_caller(client):
+    args = make_args("OrderSync", "SyncOrder", caller="BANK", route=("00", PHASE2))
+    result = client.call("OrderSync", "SyncOrder", args)
+    assert result.fault_code == "Client.UnknownRoute"
+    assert "ESALE" in result.fault_string and "UCRM" in result.fault_string
+
+
+def test_a_peer_fault_becomes_a_server_fault_naming_the_peer(sqlite_bus):
+    client = BusClient(sqlite_bus.url)
+    u = user("74")
+    control(sqlite_bus.sandbox_url, peer="BILLING-74", fault="billing database is down")
+    try:
+        args = make_args("BankPayment", "QueryBalance", caller="BANK", route=("01", u.msisdn), SERIAL_NUMBER=u.msisdn)
+        result = client.call("BankPayment", "QueryBalance", args)
+    finally:
+        control(sqlite_bus.sandbox_url, peer="BILLING-74")
+    assert result.fault_code == "Server.PeerFault"
+    assert "BILLING-74" in result.fault_string and "billing database is down" in result.fault_string
+    out = sqlite_bus.bus.journal.hops(args["UNI_BSS_HEAD"]["TRANS_IDO"])[-1]
+    assert (out["direction"], out["status"], out["target"]) == ("out", "fault", "BILLING-74")
+
+
+def test_a_slow_peer_times_out_and_an_absent_one_is_unavailable(tmp_path):
+    override = tmp_path / "peers.yaml"
+    override.write_text("peers:\n  province_billing:\n    timeout: 0.5\n"
+                        "  hq_billing:\n    url: http://127.0.0.1:9/peers/hq_billing\n", encoding="utf-8")
+    with EmbeddedBus(load_settings(override, env={}), workdir=tmp_path) as embedded:
+        client = BusClient(embedded.url)
+        u = user("76")
+        control(embedded.sandbox_url, peer="BILLING-76", delay_ms=3000)
+        slow = client.call("BankPayment", "QueryBalance", make_args(
+            "BankPayment", "QueryBalance", caller="BANK", route=("01", u.msisdn), SERIAL_NUMBER=u.msisdn))
+        assert slow.fault_code == "Server.PeerTimeout" and "BILLING-76" in slow.fault_string
+        assert slow.elapsed_ms < 2500, "the bus must answer at its timeout, not wait for the peer"
+        u3 = user(PHASE3)
+        down = client.call("BankPayment", "QueryBalance", make_args(
+            "BankPayment", "QueryBalance", caller="BANK", route=("01", u3.msisdn), SERIAL_NUMBER=u3.msisdn))
+        assert down.fault_code == "Server.PeerUnavailable" and "HQ-BILLING" in down.fault_string
