@@ -114,7 +114,7 @@ def cmd_sandbox(args) -> int:
     SandboxApplication(db_url, provinces=settings.phases)  # create and seed before forking
     print(f"bssbus sandbox peers at http://{host}:{port}/peers/ (state: {db_url})", flush=True)
     run_gunicorn(lambda: SandboxApplication(db_url, args.bus_url, provinces=settings.phases), host, port,
-                 workers=1, threads=32, name="bssbus-sandbox")
+                 workers=1, threads=128, name="bssbus-sandbox")  # many simulated peers share this process
     return 0
 
 

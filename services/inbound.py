@@ -146,6 +146,19 @@ def validate(schema: etree.XMLSchema, wrapper: etree._Element, trans_ido: str | 
                           + (f" (at {where})" if where else ""), trans_ido)
 
 
+def _one_of_cards(wrapper: etree._Element, ns: str) -> str | None:
+    cards = wrapper.find(f"{{{ns}}}UNI_BSS_BODY/{{{ns}}}CARDS") is not None
+    card_range = wrapper.find(f"{{{ns}}}UNI_BSS_BODY/{{{ns}}}CARD_RANGE") is not None
+    if cards == card_range:
+        return ("ActivateCards needs exactly one of CARDS and CARD_RANGE; the request has "
+                + ("both." if cards else "neither."))
+    return None
+
+
+# Rules of a contract that its XSD cannot express (documented in the XSD's annotations).
+RULES = {("CardActivation", "ActivateCards"): _one_of_cards}
+
+
 def trans_ido_of(wrapper: etree._Element) -> str | None:
     value = wrapper.findtext(f"{{{HEAD_NS}}}UNI_BSS_HEAD/{{{HEAD_NS}}}TRANS_IDO")
     return value.strip() if value else None
@@ -157,5 +170,10 @@ def read_request(contract: Contract, schema: etree.XMLSchema, raw: bytes, conten
     envelope, charset = parse_envelope(raw, content_type, max_depth)
     wrapper = soap_body_child(envelope)
     operation = find_operation(contract, wrapper)
-    validate(schema, wrapper, trans_ido_of(wrapper))
+    trans_ido = trans_ido_of(wrapper)
+    validate(schema, wrapper, trans_ido)
+    rule = RULES.get((contract.name, operation))
+    problem = rule(wrapper, contract.namespace) if rule else None
+    if problem:
+        raise ValidationFault(problem, trans_ido)
     return InboundRequest(envelope=envelope, wrapper=wrapper, operation=operation, charset=charset)

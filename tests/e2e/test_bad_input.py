@@ -188,3 +188,18 @@ def test_wsdl_is_the_contract_file_with_the_address_rewritten(sqlite_bus):
 def test_unknown_xsd_is_a_404(sqlite_bus):
     status, ctype, body = get(f"{sqlite_bus.url}/ws/BankPayment?xsd=../../etc/passwd")
     assert status == 404 and ctype.startswith("text/plain")
+
+
+@pytest.mark.parametrize("cards, card_range, word", [
+    (None, None, "neither"),
+    ({"CARD_NO": ["951000000000001"]}, {"BEGIN_CARD_NO": "951000000000001", "END_CARD_NO": "951000000000002"}, "both"),
+])
+def test_activate_cards_needs_exactly_one_of_cards_and_range(sqlite_bus, cards, card_range, word):
+    args = make_args("CardActivation", "ActivateCards", caller="UCRM", route=("00", "51"))
+    args["UNI_BSS_BODY"].pop("CARDS", None)
+    if cards:
+        args["UNI_BSS_BODY"]["CARDS"] = cards
+    if card_range:
+        args["UNI_BSS_BODY"]["CARD_RANGE"] = card_range
+    status, ctype, body = post(f"{sqlite_bus.url}/ws/CardActivation", envelope("CardActivation", "ActivateCards", args))
+    assert_client_fault(status, ctype, body, "Client.ValidationError", "CARDS", word)

@@ -1,0 +1,177 @@
+"""The `bssbus` command: help, bad input, routes, demo, and `serve` under gunicorn for real."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from bus.server import free_port
+from sandbox.store import seed_users
+from services.client import BusClient
+from tests.e2e.conftest import make_args
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "wsdl" / "examples"
+
+
+def bssbus(*args, env=None, timeout=120, cwd=None):
+    return subprocess.run([sys.executable, "-m", "bus.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd or ROOT)
+
+
+def test_help_for_every_sub_command():
+    top = bssbus("--help")
+    assert top.returncode == 0
+    for command in ("serve", "sandbox", "demo", "call", "journal", "routes"):
+        assert command in top.stdout
+        sub = bssbus(command, "--help")
+        assert sub.returncode == 0 and "--config" in sub.stdout, command
+
+
+def test_routes_prints_the_effective_table():
+    out = bssbus("routes")
+    assert out.returncode == 0
+    line51 = next(l for l in out.stdout.splitlines() if l.strip().startswith("51 "))
+    assert "BILLING-51" in line51 and "CRM-51" in line51
+    line11 = next(l for l in out.stdout.splitlines() if l.strip().startswith("11 "))
+    assert "HQ-BILLING" in line11
+    data = json.loads(bssbus("routes", "--json").stdout)
+    assert {p["province"] for p in data["provinces"]} >= {"51", "11"} and len(data["provinces"]) == 31
+
+
+@pytest.mark.parametrize("args, words", [
+    (("routes", "--config", "/no/such.yaml"), "does not exist"),
+    (("call", "NoService", "Pay", "x.json"), "unknown service"),
+    (("call", "BankPayment", "Steal", "x.json"), "no operation"),
+    (("call", "BankPayment", "Pay", "/no/args.json"), "does not exist"),
+])
+def test_bad_input_exits_non_zero_with_one_line(args, words):
+    out = bssbus(*args)
+    assert out.returncode == 2
+    assert words in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_bad_config_names_the_problem(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("provinces:\n  '51': 4\n", encoding="utf-8")
+    out = bssbus("routes", "--config", str(bad))
+    assert out.returncode == 2 and "provinces.51" in out.stderr
+
+
+def test_journal_show_of_an_unknown_message(tmp_path):
+    out = bssbus("journal", "show", "NOPE", "--db-url", f"sqlite:///{tmp_path}/j.db")
+    assert out.returncode == 2 and "NOPE" in out.stderr
+
+
+def test_demo_runs_every_flow_in_both_phases(tmp_path):
+    out = bssbus("demo", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    flows = json.loads(out.stdout)
+    assert len(flows) == 16 and all(f["ok"] for f in flows)
+    senders = {(f["phase"], f["answered_by"]) for f in flows}
+    assert (2, "BILLING-51") in senders and (3, "HQ-BILLING") in senders
+    assert all(f["hops"] >= 2 for f in flows)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """`bssbus serve` for real: gunicorn workers, the sandbox in its own process, SQLite."""
+    work = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    env = {**os.environ, "BSSBUS_DATA_DIR": str(work / "var")}
+    proc = subprocess.Popen([sys.executable, "-m", "bus.cli", "serve", "--port", str(port)], cwd=work,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    url, sandbox, lines = f"http://127.0.0.1:{port}", None, []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        match = re.search(r"sandbox peers at (http://\S+)/peers/", line)
+        sandbox = match.group(1) if match else sandbox
+        if line.startswith("bssbus serving"):
+            break
+        if proc.poll() is not None:
+            pytest.fail("bssbus serve exited: " + "".join(lines))
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"{url}/healthz", timeout=2).read()
+            break
+        except OSError:
+            time.sleep(0.2)
+    yield {"url": url, "sandbox": sandbox, "env": env, "work": work, "proc": proc}
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(30)
+
+
+def test_serve_call_and_journal_from_the_command_line(served):
+    out = bssbus("call", "BankPayment", "QueryArrears", str(EXAMPLES / "BankPayment.QueryArrears.json"),
+                 "--url", served["url"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0000" in out.stdout and "answered by BILLING-51" in out.stdout
+    trans_ido = json.loads((EXAMPLES / "BankPayment.QueryArrears.json").read_text())["UNI_BSS_HEAD"]["TRANS_IDO"]
+    shown = bssbus("journal", "show", trans_ido, env=served["env"], cwd=served["work"])
+    assert shown.returncode == 0, shown.stderr
+    assert "BANK -> BUS" in shown.stdout and "BUS => BILLING-51" in shown.stdout
+    faulty = bssbus("call", "BankPayment", "QueryArrears", str(EXAMPLES / "BankPayment.QueryArrears.json"),
+                    "--url", f"http://127.0.0.1:{free_port()}")
+    assert faulty.returncode == 2 and "cannot reach the bus" in faulty.stderr
+
+
+def test_slow_peers_do_not_starve_the_bus(served):
+    """40 calls wait on a peer that answers in 1.5 s; calls to other peers are answered meanwhile."""
+    slow_user, fast_user = seed_users("59")[0], seed_users("74")[0]
+    urllib.request.urlopen(urllib.request.Request(
+        f"{served['sandbox']}/control", data=json.dumps({"peer": "BILLING-59", "delay_ms": 1500}).encode(),
+        method="POST"), timeout=10).read()
+    client = BusClient(served["url"])
+    finished = []
+
+    def call(u, tag):
+        result = client.call("BankPayment", "QueryBalance", make_args(
+            "BankPayment", "QueryBalance", caller="BANK", route=("01", u.msisdn), SERIAL_NUMBER=u.msisdn))
+        finished.append(tag)
+        return result
+
+    try:
+        with ThreadPoolExecutor(48) as pool:
+            slow = [pool.submit(call, slow_user, "slow") for _ in range(40)]
+            time.sleep(0.3)
+            fast = [pool.submit(call, fast_user, "fast") for _ in range(5)]
+            results = [f.result() for f in slow + fast]
+    finally:
+        urllib.request.urlopen(urllib.request.Request(
+            f"{served['sandbox']}/control", data=b'{"peer": "BILLING-59"}', method="POST"), timeout=10).read()
+    assert all(r.rsp_code == "0000" for r in results)
+    assert finished[:5] == ["fast"] * 5, "the fast peer's answers must not queue behind the slow peer's"
+
+
+def test_serve_stops_the_sandbox_with_it(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bus.cli", "serve", "--port", str(port)], cwd=tmp_path,
+                            env={**os.environ, "BSSBUS_DATA_DIR": str(tmp_path / "var")},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sandbox = None
+    for line in proc.stdout:
+        match = re.search(r"sandbox peers at (http://\S+)/peers/", line)
+        sandbox = match.group(1) if match else sandbox
+        if line.startswith("bssbus serving"):
+            break
+    assert sandbox
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(30)
+    time.sleep(0.5)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{sandbox}/healthz", timeout=2)
