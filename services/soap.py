@@ -46,12 +46,25 @@ def read_body(environ: dict, limit: int) -> bytes:
     except ValueError:
         raise MalformedRequest("The Content-Length header is not a number.") from None
     if length > limit:
+        _drain(environ["wsgi.input"], length, 8 * limit)
         raise MalformedRequest(f"The request body has {length} bytes; the limit is {limit}.")
     stream = environ["wsgi.input"]
     data = stream.read(length) if length >= 0 else stream.read(limit + 1)
     if len(data) > limit:
         raise MalformedRequest(f"The request body is larger than the limit of {limit} bytes.")
     return data
+
+
+def _drain(stream, length: int, cap: int) -> None:
+    """Read and drop an oversized body (up to ``cap`` bytes), so a client that sends the whole
+    body before reading gets the fault instead of a broken pipe; beyond ``cap`` the connection
+    is dropped by the server after the answer."""
+    left = min(length, cap)
+    while left > 0:
+        chunk = stream.read(min(left, 1 << 16))
+        if not chunk:
+            break
+        left -= len(chunk)
 
 
 def encode_for(charset: str, response: bytes) -> tuple[bytes, str]:
