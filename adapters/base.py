@@ -65,6 +65,7 @@ class Adapter:
         self.peer = peer
         self.capture = _RawCapture()
         self.session = requests.Session()
+        self.session.trust_env = False  # no proxy/netrc look-ups in os.environ on every call
         pooled = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
         self.session.mount("http://", pooled)
         self.session.mount("https://", pooled)

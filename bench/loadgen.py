@@ -40,7 +40,8 @@ class LoadResult:
         return self.requests / self.seconds if self.seconds else 0.0
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "rps": round(self.rps, 1)}
+        out = {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        return {**out, "rps": round(self.rps, 1)}
 
 
 def serial(prefix: str, worker: int, n: int) -> str:

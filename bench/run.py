@@ -125,11 +125,11 @@ def drive(label: str, url: str, body: str, prefix: str, args, measured: Server, 
     before = {name: s.cpu_seconds() for name, s in servers.items()}
     result = load(args.duration)
     cpu = {name: s.cpu_seconds() - before[name] for name, s in servers.items()}
-    per_msg = {name: (v / result.requests * 1e6 if result.requests else None) for name, v in cpu.items()}
+    per_msg = {name: (round(v / result.requests * 1e6, 1) if result.requests else None) for name, v in cpu.items()}
     return {"target": label, "url": url, **result.as_dict(),
             "server_cpu_us_per_msg": per_msg[measured.name],
             "cpu_us_per_msg": per_msg,
-            "generator_cpu_us_per_msg": result.generator_cpu_s / result.requests * 1e6 if result.requests else None}
+            "generator_cpu_us_per_msg": round(result.generator_cpu_s / result.requests * 1e6, 1) if result.requests else None}
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -225,8 +225,8 @@ def main(argv=None) -> int:
                      "generator": "wrk" if args.wrk else "python"},
         "results": results,
         "comparison": {
-            "throughput_ratio": through["rps"] / direct["rps"] if direct["rps"] else None,
-            "added_p50_ms": through["p50_ms"] - direct["p50_ms"],
+            "throughput_ratio": round(through["rps"] / direct["rps"], 3) if direct["rps"] else None,
+            "added_p50_ms": round(through["p50_ms"] - direct["p50_ms"], 3),
             "bus_cpu_us_per_msg": through["cpu_us_per_msg"]["bus"],
         },
     }

@@ -230,7 +230,7 @@ def cmd_journal(args) -> int:
     else:
         for row in rows:
             print(format_hop(row))
-            if args.action == "show" and args.raw:
+            if getattr(args, "raw", False):
                 for key in ("request", "response"):
                     if row.get(key):
                         print(f"    {key}: {row[key].decode('utf-8', 'replace')}")
@@ -318,10 +318,6 @@ def main(argv=None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "journal":
-        for name in ("msisdn", "trans_ido", "proc_id", "service", "operation", "status", "raw"):
-            args.__dict__.setdefault(name, None)
-        args.__dict__.setdefault("limit", 50)
     try:
         return args.func(args)
     except (CliError, ConfigError) as exc:

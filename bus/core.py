@@ -67,7 +67,7 @@ class Bus:
         if decision:
             values.update(target=decision.peer_name, province=decision.province,
                           route=decision.describe()[:200])
-        self.journal.finish(entry_id, **values)
+        self.journal.finish(entry_id, more=message.hops if message else (), **values)
 
     def reject(self, raw: bytes, fault: BusFault, service: str | None = None,
                operation: str | None = None, response: bytes = b"", source: str | None = None) -> None:
@@ -100,7 +100,8 @@ class Bus:
 
     def _journal_outbound(self, message: Message, decision: Decision, *, status: str, started: float,
                           reply: Reply | None = None, fault: BusFault | None = None) -> None:
-        self.journal.record(
+        """Keep the outbound hop with the message; :meth:`complete` writes it with the reply."""
+        message.hops.append(dict(
             msg_id=message.msg_id, direction="out", service=message.service,
             operation=message.operation, trans_ido=message.trans_ido, proc_id=message.proc_id,
             msisdn=message.msisdn, province=decision.province, source="BUS",
@@ -111,7 +112,7 @@ class Bus:
             request=reply.raw_request if reply else None,
             response=reply.raw_response if reply else None,
             started_at=_utc(started), finished_at=_utc(time.time()),
-            elapsed_ms=reply.elapsed_ms if reply else (time.time() - started) * 1000)
+            elapsed_ms=reply.elapsed_ms if reply else (time.time() - started) * 1000))
 
 
 def _new_id() -> str:

@@ -23,6 +23,7 @@ class Message:
     charset: str = "utf-8"
     msg_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     received_at: float = field(default_factory=time.time)
+    hops: list[dict] = field(default_factory=list)   # outbound hops, journalled with the reply
 
     # -- the keys people and the router search by ---------------------------------------
     @property

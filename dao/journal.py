@@ -3,12 +3,16 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.engine import Engine
 
 from dao.models import JournalEntry
 
 T = JournalEntry.__table__
+# Built once: a statement object per call would cost more than the SQL it sends.
+_INSERT = insert(T)
+_FINISH = update(T).where(T.c.id == bindparam("entry_id"))
+COLUMNS = frozenset(c.name for c in T.columns)
 
 
 def now() -> datetime:
@@ -25,14 +29,16 @@ class Journal:
         """Insert one hop; returns its id."""
         values.setdefault("started_at", now())
         with self.engine.begin() as conn:
-            result = conn.execute(insert(T).values(**values))
-            return result.inserted_primary_key[0]
+            return conn.execute(_INSERT, _row(values)).inserted_primary_key[0]
 
-    def finish(self, entry_id: int, **values) -> None:
-        """Complete a hop: status, result code, response bytes, timings."""
+    def finish(self, entry_id: int, more: list[dict] = (), **values) -> None:
+        """Complete a hop (status, result code, response bytes, timings) and insert the
+        hops in ``more`` (the outbound calls it made), in one transaction."""
         values.setdefault("finished_at", now())
         with self.engine.begin() as conn:
-            conn.execute(update(T).where(T.c.id == entry_id).values(**values))
+            conn.execute(_FINISH.values(**values), {"entry_id": entry_id})
+            for hop in more:
+                conn.execute(_INSERT, _row(hop))
 
     def hops(self, key: str) -> list[dict]:
         """Every hop of the messages whose TRANS_IDO, PROC_ID or msg_id is ``key``, in time order."""
@@ -52,3 +58,11 @@ class Journal:
                 query = query.where(column == value)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings().all()]
+
+
+def _row(values: dict) -> dict:
+    """Every column present (None where not given), so one compiled INSERT serves every hop."""
+    unknown = set(values) - COLUMNS
+    if unknown:
+        raise TypeError(f"journal has no column {', '.join(sorted(unknown))}")
+    return {name: values.get(name) for name in COLUMNS if name != "id"}

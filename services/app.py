@@ -15,6 +15,7 @@ from collections import Counter
 from urllib.parse import parse_qs
 
 from spyne import Fault
+from sqlalchemy import text
 
 from bus.core import Bus
 from bus.faults import BusFault, InternalError, MalformedRequest, UnknownOperation, fault_envelope
@@ -185,7 +186,6 @@ class BusApplication:
                 f"</body></html>").encode()
 
     def health(self) -> bytes:
-        from sqlalchemy import text
         try:
             with self.bus.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))

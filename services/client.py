@@ -48,6 +48,7 @@ class BusClient:
     def __init__(self, base_url: str, timeout: float = 30.0):
         self.base_url = base_url.rstrip("/")
         session = requests.Session()
+        session.trust_env = False  # no proxy/netrc look-ups in os.environ on every call
         session.mount("http://", HTTPAdapter(pool_maxsize=32))
         self.transport = Transport(session=session, timeout=timeout, operation_timeout=timeout)
         self._services: dict[str, object] = {}

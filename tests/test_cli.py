@@ -54,6 +54,7 @@ def test_routes_prints_the_effective_table():
     (("call", "NoService", "Pay", "x.json"), "unknown service"),
     (("call", "BankPayment", "Steal", "x.json"), "no operation"),
     (("call", "BankPayment", "Pay", "/no/args.json"), "does not exist"),
+    (("serve", "--no-sandbox", "--port", "1"), "no sandbox is running"),
 ])
 def test_bad_input_exits_non_zero_with_one_line(args, words):
     out = bssbus(*args)
