@@ -22,6 +22,8 @@ HEAD_NS = "http://ws.chinaunicom.cn/unibssHead"
 _XML_DECL = re.compile(rb'^\s*<\?xml[^>]*?encoding\s*=\s*["\']([A-Za-z0-9._:-]+)["\']')
 _CHARSET = re.compile(r'charset\s*=\s*"?([^";\s]+)"?', re.I)
 _UTF8 = {"utf-8", "utf8"}
+# Legacy systems label GBK text "GB2312" and GB18030 text "GBK"; GB18030 decodes all of them.
+_DECODE_AS = {"gb2312": "gb18030", "gbk": "gb18030"}
 _DOCTYPE = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<\?[^>]*\?>\s*|<!--.*?-->\s*)*<!DOCTYPE", re.S)
 
 
@@ -69,7 +71,7 @@ def parse_envelope(raw: bytes, content_type: str | None, max_depth: int) -> tupl
     data, parser = raw, _parser()
     if charset.replace("_", "-") not in _UTF8:
         try:
-            text = raw.decode(charset)
+            text = raw.decode(_DECODE_AS.get(charset, charset))
         except UnicodeDecodeError as exc:
             raise MalformedRequest(f"The request body is not valid {charset}: byte {exc.start} "
                                    f"({raw[exc.start:exc.start + 1]!r}) cannot be decoded.") from None

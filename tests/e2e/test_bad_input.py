@@ -203,3 +203,14 @@ def test_activate_cards_needs_exactly_one_of_cards_and_range(sqlite_bus, cards, 
         args["UNI_BSS_BODY"]["CARD_RANGE"] = card_range
     status, ctype, body = post(f"{sqlite_bus.url}/ws/CardActivation", envelope("CardActivation", "ActivateCards", args))
     assert_client_fault(status, ctype, body, "Client.ValidationError", "CARDS", word)
+
+
+def test_gbk_text_labelled_gb2312_is_read_as_gbk(sqlite_bus):
+    """镕 is in GBK, not in GB2312: legacy senders label GBK text GB2312 all the same."""
+    args = make_args("AccountSync", "SyncThreeAccount", caller="PCRM", route=("00", "51"), SYNC_SEQ=1)
+    args["UNI_BSS_BODY"]["CUSTOMER"]["CUST_NAME"] = "朱镕"
+    raw = envelope("AccountSync", "SyncThreeAccount", args, encoding="gbk")
+    status, _, body = post(f"{sqlite_bus.url}/ws/AccountSync", raw, "text/xml; charset=gb2312")
+    assert status == 200, body
+    out = sqlite_bus.bus.journal.hops(args["UNI_BSS_HEAD"]["TRANS_IDO"])[1]
+    assert "朱镕".encode("utf-8") in out["request"]
