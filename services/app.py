@@ -20,7 +20,7 @@ from sqlalchemy import text
 from bus.core import Bus
 from bus.faults import BusFault, InternalError, MalformedRequest, UnknownOperation, fault_envelope
 from bus.message import Message
-from services.contracts import ContractFiles
+from services.contracts import SHARED, ContractFiles
 from services.mapping import from_dict, to_dict
 from services.models import CONTRACTS
 from services.models.common import UniBssHead
@@ -158,19 +158,24 @@ class BusApplication:
     def contract_document(self, name: str, environ):
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         address = f"{base_url(environ)}/ws/{name}"
+        if name == SHARED and "xsd" in query:
+            return self._xsd(name, query["xsd"][0], address)
         if name not in self.endpoints:
             return "404 Not Found", [("Content-Type", "text/plain; charset=utf-8")], \
                 f"No service {name!r}; see / for the list.\n".encode()
         if "wsdl" in query or "WSDL" in query:
             return "200 OK", [("Content-Type", XML_TYPE)], self.files.wsdl(name, address)
         if "xsd" in query:
-            doc = self.files.xsd(query["xsd"][0], address)
-            if doc is None:
-                return "404 Not Found", [("Content-Type", "text/plain; charset=utf-8")], \
-                    f"No schema {query['xsd'][0]!r} in the {name} contract.\n".encode()
-            return "200 OK", [("Content-Type", XML_TYPE)], doc
+            return self._xsd(name, query["xsd"][0], address)
         return "200 OK", [("Content-Type", "text/plain; charset=utf-8")], \
             f"{name}: POST SOAP 1.1 here. Contract: {address}?wsdl\n".encode()
+
+    def _xsd(self, name: str, xsd: str, address: str):
+        doc = self.files.xsd(xsd, address)
+        if doc is None:
+            return "404 Not Found", [("Content-Type", "text/plain; charset=utf-8")], \
+                f"No schema {xsd!r} in the {name} contracts.\n".encode()
+        return "200 OK", [("Content-Type", XML_TYPE)], doc
 
     def index(self, environ) -> bytes:
         base = base_url(environ)

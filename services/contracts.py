@@ -20,6 +20,7 @@ WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
 SOAP11_BINDING_NS = "http://schemas.xmlsoap.org/wsdl/soap/"
 XSD_NS = "http://www.w3.org/2001/XMLSchema"
 
+SHARED = "common"   # wsdl/common/: the schemas every contract imports
 _SAFE = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, remove_comments=False)
 _compile_lock = threading.Lock()
 
@@ -42,10 +43,18 @@ class ContractFiles:
                 xsd = root / Path(contract.wsdl).with_suffix(".xsd")
                 self.schemas[name] = etree.XMLSchema(etree.parse(str(xsd), _SAFE))
 
-    def _rewrite_locations(self, data: bytes, base: str) -> bytes:
+    def location(self, name: str, address: str) -> str:
+        """Where schema ``name`` is served: a shared schema (wsdl/common/) at one address for
+        every service, ``<root>/ws/common?xsd=<name>``, so a client generated from several
+        contracts sees each shared type once; a service's own schema beside its WSDL."""
+        if self.files[name].parent.name == SHARED:
+            return f"{address.rsplit('/ws/', 1)[0]}/ws/{SHARED}?xsd={name}"
+        return f"{address}?xsd={name}"
+
+    def _rewrite_locations(self, data: bytes, address: str) -> bytes:
         def repl(match: re.Match) -> bytes:
             name = Path(match.group(2).decode()).name
-            return match.group(1) + f"{base}?xsd={name}".encode() + match.group(3)
+            return match.group(1) + self.location(name, address).encode() + match.group(3)
         return re.sub(rb'(schemaLocation=")([^"]+)(")', repl, data)
 
     def wsdl(self, service: str, address: str) -> bytes:
@@ -56,7 +65,8 @@ class ContractFiles:
         return self._rewrite_locations(data, address)
 
     def xsd(self, name: str, address: str) -> bytes | None:
-        """An imported schema by file name, or None when there is no such file."""
+        """An imported schema by file name (``address`` is the /ws/<Service> or /ws/common URL
+        it is served from), or None when there is no such file."""
         if not name.endswith(".xsd") or name not in self._raw:
             return None
         return self._rewrite_locations(self._raw[name], address)

@@ -125,6 +125,9 @@ def cases_for(toolkit: str) -> list[Case]:
         results = as_list((body.get("RESULTS") or {}).get("CARD_RESULT"))
         assert [(r["CARD_NO"], r["RESULT"]) for r in results] == [(c["card_no"], "0") for c in cards]
 
+    def has_bill_serial(body):
+        assert body.get("BILL_SERIAL"), f"no BILL_SERIAL in {body!r}"
+
     def order_forwarded(body):
         assert str(body.get("PROVINCE_ORDER_ID", "")).startswith(ORDER_PROVINCE), body
 
@@ -153,7 +156,7 @@ def cases_for(toolkit: str) -> list[Case]:
              sender=f"BILLING-{PHASE2}",
              expect={"BANK_SERIAL": pay_serial, "SERIAL_NUMBER": payer.msisdn, "AMOUNT": PAY_AMOUNT,
                      "BALANCE": payer.balance + PAY_AMOUNT, "ACCT_DATE": today},
-             check=lambda body: body.get("BILL_SERIAL") or pytest_fail("no BILL_SERIAL")),
+             check=has_bill_serial),
         Case("BankPayment.Reverse", "BankPayment", "Reverse",
              _args("BankPayment", "Reverse", tid(), ("01", payer.msisdn), BANK_SERIAL=reverse_serial,
                    ORIG_BANK_SERIAL=pay_serial, SERIAL_NUMBER=payer.msisdn, AMOUNT=PAY_AMOUNT,
@@ -192,10 +195,6 @@ def _three_account_args(trans_ido: str, user, user_id: str) -> dict:
                         EPARCHY_CODE="010")
     body["PAY_RELATION"]["USER_ID"] = user_id
     return args
-
-
-def pytest_fail(msg: str):
-    raise AssertionError(msg)
 
 
 # -- what a toolkit hands back -------------------------------------------------------------
