@@ -158,9 +158,11 @@ class AdapterRegistry:
         self._adapters: dict[str, Adapter] = {}
         self._lock = threading.Lock()
         for key, peer in peers.items():
-            if peer.adapter not in kinds:
-                raise ConfigError(f"peers.{key}.adapter: unknown adapter {peer.adapter!r}"
-                                  f"{did_you_mean(peer.adapter, kinds)}")
+            for where, name in [(f"peers.{key}.adapter", peer.adapter)] + [
+                    (f"peers.{key}.provinces.{code}.adapter", over["adapter"])
+                    for code, over in peer.provinces if "adapter" in over]:
+                if name not in kinds:
+                    raise ConfigError(f"{where}: unknown adapter {name!r}{did_you_mean(name, kinds)}")
 
     def for_peer(self, peer: PeerConfig) -> Adapter:
         adapter = self._adapters.get(peer.key)

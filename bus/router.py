@@ -146,7 +146,8 @@ class ContentBasedRouter:
                                   "(HQ) has none; route by the user's province or number.",
                                   message.trans_ido)
         peer_key = route.target_for(phase) if route.follows_phase else route.target
-        return Decision(route=route, peer=self.peers[peer_key], province=province, phase=phase,
+        return Decision(route=route, peer=self.peers[peer_key].for_province(province),
+                        province=province, phase=phase,
                         segment_city=city)
 
     def set_phase(self, province: str, phase: int) -> None:

@@ -73,6 +73,8 @@ class PeerConfig:
     """One peer the bus calls: the adapter kind, a display name and an address.
 
     ``url`` and ``name`` may contain ``{province}``: such a peer exists once per province.
+    ``provinces`` overrides adapter, url, name or timeout for single provinces (a province
+    whose system speaks its own contract gets its own adapter).
     """
 
     key: str
@@ -80,6 +82,16 @@ class PeerConfig:
     name: str
     url: str
     timeout: float = 10.0
+    provinces: tuple = ()   # ((province, {"adapter": ..., "url": ...}), ...)
+
+    def for_province(self, province: str | None) -> "PeerConfig":
+        """This peer as it is for ``province``: its override applied, if it has one."""
+        for code, over in self.provinces:
+            if code == province:
+                return PeerConfig(key=f"{self.key}[{code}]", adapter=over.get("adapter", self.adapter),
+                                  name=over.get("name", self.name), url=over.get("url", self.url),
+                                  timeout=float(over.get("timeout", self.timeout)))
+        return self
 
     @property
     def per_province(self) -> bool:
@@ -174,9 +186,13 @@ class Settings:
                         f"peers.{key}.url uses {{sandbox}} but no sandbox is running; "
                         "start `bssbus serve` without --no-sandbox or set BSSBUS_SANDBOX_URL")
                 url = url.replace("{sandbox}", sandbox)
+            overrides = tuple(
+                (str(code), {k: (str(v).replace("{sandbox}", sandbox or "") if k == "url" else v)
+                             for k, v in (over or {}).items()})
+                for code, over in (spec.get("provinces") or {}).items())
             out[key] = PeerConfig(key=key, adapter=str(spec.get("adapter", key)),
                                   name=str(spec.get("name", key.upper())), url=url,
-                                  timeout=float(spec.get("timeout", 10)))
+                                  timeout=float(spec.get("timeout", 10)), provinces=overrides)
         return out
 
     def server_option(self, name: str, default):
