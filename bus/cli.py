@@ -6,6 +6,7 @@ FILE, and exits non-zero with a one-line reason on bad input.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
@@ -159,8 +160,9 @@ def cmd_call(args) -> int:
 
 
 # -- routes -------------------------------------------------------------------------------
-def effective_routes(settings: Settings) -> dict:
-    """The route table as data: each route's target per phase, and each province's phase."""
+def effective_routes(settings: Settings, phases: dict[str, int]) -> dict:
+    """The route table as data: each route's target per phase, and each province's phase
+    (``phases``: the live cut-over table; where it differs from the config, both are shown)."""
     from bus.router import Route
     routes = [Route.from_config(r) for r in settings.routes]
     peers = settings.raw.get("peers") or {}
@@ -169,17 +171,28 @@ def effective_routes(settings: Settings) -> dict:
         out["routes"].append({"name": r.name, "service": r.service,
                               "operations": sorted(r.operations) or "all",
                               "caller": r.caller or "any", "target": r.describe_target()})
-    for code, phase in sorted(settings.phases.items()):
+    configured = settings.phases
+    for code, phase in sorted(phases.items()):
         targets = {}
         for r in routes:
             peer = r.target_for(phase)
             targets[r.name] = str(peers.get(peer, {}).get("name", peer)).format(province=code)
-        out["provinces"].append({"province": code, "phase": phase, "targets": targets})
+        out["provinces"].append({"province": code, "phase": phase, "config_phase": configured.get(code),
+                                 "targets": targets})
     return out
 
 
+def _phase_store(settings: Settings):
+    from dao.db import open_database
+    from dao.phases import PhaseStore
+    store = PhaseStore(open_database(settings.db_url))
+    store.seed(settings.phases)
+    return store
+
+
 def cmd_routes(args) -> int:
-    data = effective_routes(_settings(args))
+    settings = _settings(args)
+    data = effective_routes(settings, _phase_store(settings).load())
     if args.json:
         _print_json(data)
         return 0
@@ -191,7 +204,29 @@ def cmd_routes(args) -> int:
     print("\nProvinces (phase 2: province systems, phase 3: HQ systems):")
     print("  prov phase  " + "  ".join(f"{n:<18}" for n in names))
     for p in data["provinces"]:
-        print(f"  {p['province']:<4} {p['phase']:<6} " + "  ".join(f"{p['targets'][n]:<18}" for n in names))
+        moved = "*" if p["config_phase"] != p["phase"] else " "
+        print(f"  {p['province']:<4} {p['phase']}{moved:<5} " + "  ".join(f"{p['targets'][n]:<18}" for n in names))
+    if any(p["config_phase"] != p["phase"] for p in data["provinces"]):
+        print("  * changed at run time (bssbus phase history); config/bus.yaml says otherwise")
+    return 0
+
+
+def cmd_phase(args) -> int:
+    settings = _settings(args)
+    store = _phase_store(settings)
+    if args.action == "set":
+        if args.phase not in (2, 3):
+            raise CliError(f"phase must be 2 (province Billing) or 3 (HQ Billing), not {args.phase}")
+        old = store.set(args.province, args.phase, args.by, args.reason)
+        print(f"province {args.province}: phase {old} -> {args.phase} (by {args.by}); every bus process "
+              f"follows within {settings.phase_refresh_seconds:g} s")
+        return 0
+    rows = store.history(args.province, args.limit)
+    if args.json:
+        _print_json(rows)
+    for r in rows if not args.json else []:
+        print(f"{r['changed_at']:%Y-%m-%d %H:%M:%S} province {r['province']}: phase {r['old_phase']} -> "
+              f"{r['new_phase']} by {r['changed_by']}" + (f" ({r['reason']})" if r["reason"] else ""))
     return 0
 
 
@@ -291,9 +326,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("routes", parents=[common], help="print the effective route table",
-                       description="Print every route and, for each province, its phase and targets.")
+                       description="Print every route and, for each province, its phase (from the "
+                       "cut-over table in the bus database) and targets.")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--db-url", help="the bus database (default: the config's)")
     p.set_defaults(func=cmd_routes)
+
+    p = sub.add_parser("phase", parents=[common], help="move a province between phase 2 and 3 at run time",
+                       description="`phase set PROVINCE PHASE` changes the cut-over table in the database: "
+                       "every running bus process routes that province's new messages by the new phase "
+                       "within bus.phase_refresh_seconds; messages in flight keep their route. Each change "
+                       "is recorded with who made it and when (`phase history`).")
+    psub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    pset = psub.add_parser("set", parents=[common], help="set a province's phase")
+    pset.add_argument("province", help="two-digit province code, e.g. 51")
+    pset.add_argument("phase", type=int, help="2 (province Billing) or 3 (HQ Billing)")
+    pset.add_argument("--by", default=getpass.getuser(), help="who makes the change (default: %(default)s)")
+    pset.add_argument("--reason", help="why, for the audit")
+    phist = psub.add_parser("history", parents=[common], help="every phase change, newest first")
+    phist.add_argument("province", nargs="?")
+    phist.add_argument("--limit", type=int, default=50)
+    phist.add_argument("--json", action="store_true")
+    for q in (pset, phist):
+        q.add_argument("--db-url", help="the bus database (default: the config's)")
+        q.set_defaults(func=cmd_phase)
 
     p = sub.add_parser("journal", parents=[common], help="find messages and show their hops",
                        description="`journal show KEY` prints every hop of the message whose TRANS_IDO, "

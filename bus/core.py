@@ -21,6 +21,7 @@ from bus.router import ContentBasedRouter, Decision
 from config.settings import Settings
 from dao.db import open_database
 from dao.journal import Journal
+from dao.phases import PhaseStore, PhaseTable
 
 log = logging.getLogger("bssbus.bus")
 
@@ -33,12 +34,16 @@ class Bus:
         self.engine: Engine | None = None
         self.journal: Journal | None = None
         self.router: ContentBasedRouter | None = None
+        self.phase_store: PhaseStore | None = None
         self.adapters: AdapterRegistry | None = None
 
     def start(self, engine: Engine | None = None) -> "Bus":
         self.engine = engine or open_database(self.settings.db_url)
         self.journal = Journal(self.engine)
         self.router = ContentBasedRouter.from_settings(self.settings)
+        self.phase_store = PhaseStore(self.engine)
+        self.phase_store.seed(self.settings.phases)
+        self.router.phase_table = PhaseTable(self.phase_store, self.settings.phase_refresh_seconds)
         self.adapters = AdapterRegistry(self.settings.peers, ADAPTERS)
         return self
 

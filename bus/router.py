@@ -91,7 +91,12 @@ class ContentBasedRouter:
     peers: dict[str, PeerConfig]
     phases: dict[str, int]
     segments: SegmentDirectory
+    phase_table: object | None = None   # dao.phases.PhaseTable: the live cut-over table, if any
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def current_phases(self) -> dict[str, int]:
+        """The phases to route by now: the live cut-over table, else the configured ones."""
+        return self.phase_table.current() if self.phase_table is not None else self.phases
 
     @classmethod
     def from_settings(cls, settings: Settings, segments: SegmentDirectory | None = None) -> "ContentBasedRouter":
@@ -114,14 +119,14 @@ class ContentBasedRouter:
         hint = f"; routes for {service} accept ORIG_DOMAIN {', '.join(callers)}" if callers else ""
         raise UnknownRoute(f"No route for {service}.{operation} from ORIG_DOMAIN {caller!r}{hint}.", trans_ido)
 
-    def province_of(self, message: Message) -> tuple[str, str]:
+    def province_of(self, message: Message, phases: dict[str, int]) -> tuple[str, str]:
         """(province code, city) for the message's ROUTING, or a Client fault saying what is unknown."""
         kind, value = message.route_type, (message.route_value or "").strip()
         if kind == ROUTE_BY_PROVINCE:
-            if value not in self.phases and value != HQ_PROVINCE:
+            if value not in phases and value != HQ_PROVINCE:
                 raise UnknownProvince(
                     f"Province code {value!r} in ROUTING/ROUTE_VALUE is not in the bus's province "
-                    f"table{did_you_mean(value, self.phases)}.", message.trans_ido)
+                    f"table{did_you_mean(value, phases)}.", message.trans_ido)
             return value, ""
         if kind == ROUTE_BY_NUMBER:
             segment = self.segments.lookup(value)
@@ -129,7 +134,7 @@ class ContentBasedRouter:
                 raise UnknownNumber(
                     f"Phone number {value!r} in ROUTING/ROUTE_VALUE is not in any number segment "
                     "of the bus; check the number or add its segment.", message.trans_ido)
-            if segment.province_code not in self.phases:
+            if segment.province_code not in phases:
                 raise UnknownProvince(f"Phone number {value} belongs to province "
                                       f"{segment.province_code}, which has no phase configured.",
                                       message.trans_ido)
@@ -139,8 +144,9 @@ class ContentBasedRouter:
 
     def resolve(self, message: Message) -> Decision:
         route = self.find_route(message.service, message.operation, message.caller, message.trans_ido)
-        province, city = self.province_of(message)
-        phase = self.phases.get(province)
+        phases = self.current_phases()   # one snapshot for the whole decision
+        province, city = self.province_of(message, phases)
+        phase = phases.get(province)
         if route.follows_phase and phase is None:
             raise UnknownProvince(f"Route {route.name} follows the province's phase, and {province!r} "
                                   "(HQ) has none; route by the user's province or number.",

@@ -171,6 +171,11 @@ class Settings:
         return {str(code): int(phase) for code, phase in (self.raw.get("provinces") or {}).items()}
 
     @property
+    def phase_refresh_seconds(self) -> float:
+        """How often each bus process re-reads the cut-over table from the database."""
+        return float(self.section("bus").get("phase_refresh_seconds", 2))
+
+    @property
     def routes(self) -> list[dict]:
         return list(self.raw.get("routes") or [])
 

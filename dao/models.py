@@ -52,3 +52,34 @@ class JournalEntry(Base):
         Index("ix_journal_msg_id", "msg_id"),
         Index("ix_journal_started_at", "started_at"),
     )
+
+
+class ProvincePhase(Base):
+    """The cut-over table: the phase each province is in now (2: its own Billing, 3: HQ Billing).
+
+    Seeded from config/bus.yaml's ``provinces`` for provinces it does not hold yet; changed at
+    run time by ``bssbus phase set``; every bus process re-reads it every few seconds.
+    """
+
+    __tablename__ = "province_phase"
+
+    province: Mapped[str] = mapped_column(String(4), primary_key=True)
+    phase: Mapped[int] = mapped_column(Integer, nullable=False)
+    changed_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class PhaseChange(Base):
+    """The audit of the cut-over table: who moved which province from which phase, and when."""
+
+    __tablename__ = "phase_change"
+
+    id: Mapped[int] = mapped_column(ID, Identity(), primary_key=True)
+    province: Mapped[str] = mapped_column(String(4), nullable=False)
+    old_phase: Mapped[int | None] = mapped_column(Integer)
+    new_phase: Mapped[int] = mapped_column(Integer, nullable=False)
+    changed_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    reason: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (Index("ix_phase_change_province", "province"),)

@@ -38,15 +38,26 @@ def test_help_for_every_sub_command():
         assert sub.returncode == 0 and "--config" in sub.stdout, command
 
 
-def test_routes_prints_the_effective_table():
-    out = bssbus("routes")
+def test_routes_prints_the_effective_table(tmp_path):
+    db = f"sqlite:///{tmp_path}/bus.db"
+    out = bssbus("routes", "--db-url", db)
     assert out.returncode == 0
     line51 = next(l for l in out.stdout.splitlines() if l.strip().startswith("51 "))
     assert "BILLING-51" in line51 and "CRM-51" in line51
     line11 = next(l for l in out.stdout.splitlines() if l.strip().startswith("11 "))
     assert "HQ-BILLING" in line11
-    data = json.loads(bssbus("routes", "--json").stdout)
+    data = json.loads(bssbus("routes", "--json", "--db-url", db).stdout)
     assert {p["province"] for p in data["provinces"]} >= {"51", "11"} and len(data["provinces"]) == 31
+    moved = bssbus("phase", "set", "51", "3", "--by", "alice", "--reason", "cut-over", "--db-url", db)
+    assert moved.returncode == 0 and "phase 2 -> 3" in moved.stdout
+    line51 = next(l for l in bssbus("routes", "--db-url", db).stdout.splitlines() if l.strip().startswith("51 "))
+    assert "3*" in line51 and "HQ-BILLING" in line51 and "BILLING-51" not in line51
+    history = json.loads(bssbus("phase", "history", "--json", "--db-url", db).stdout)
+    assert [(h["province"], h["old_phase"], h["new_phase"], h["changed_by"], h["reason"]) for h in history] == [
+        ("51", 2, 3, "alice", "cut-over")]
+    assert history[0]["changed_at"]
+    bad = bssbus("phase", "set", "52", "3", "--db-url", db)
+    assert bad.returncode == 2 and "'52'" in bad.stderr
 
 
 @pytest.mark.parametrize("args, words", [

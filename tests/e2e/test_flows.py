@@ -3,6 +3,8 @@ every hop journalled, and peer failures turned into Server faults naming the pee
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.request
 
 import pytest
@@ -133,6 +135,45 @@ def test_cut_over_in_config_moves_billing_traffic_to_hq(tmp_path):
         hops = embedded.bus.journal.hops(args["UNI_BSS_HEAD"]["TRANS_IDO"])
         assert {h["target"] for h in hops} == {"HQ-BILLING"}
         assert "phase 3" in hops[0]["route"]
+
+
+def test_cut_over_at_run_time_while_traffic_flows(tmp_path):
+    """Province 51 moves to phase 3 while four callers keep querying its users: no call fails,
+    calls before the change go to BILLING-51, calls made after every process re-read the table
+    go to HQ-BILLING, and the change is recorded with who made it."""
+    override = tmp_path / "fast-refresh.yaml"
+    override.write_text("bus:\n  phase_refresh_seconds: 0.2\n", encoding="utf-8")
+    u = user(PHASE2)
+    with EmbeddedBus(load_settings(override, env={}), workdir=tmp_path) as embedded:
+        client = BusClient(embedded.url)
+        results, stop, changed = [], threading.Event(), {}
+
+        def caller():
+            while not stop.is_set():
+                started = time.monotonic()
+                r = client.call("BankPayment", "QueryBalance", make_args(
+                    "BankPayment", "QueryBalance", caller="BANK", route=("01", u.msisdn), SERIAL_NUMBER=u.msisdn))
+                results.append((started, r))
+
+        threads = [threading.Thread(target=caller) for _ in range(4)]
+        for t in threads:
+            t.start()
+        while len(results) < 20:
+            time.sleep(0.01)
+        embedded.bus.phase_store.set(PHASE2, 3, changed_by="ops-test", reason="cut-over drill")
+        changed["at"] = time.monotonic()
+        time.sleep(1.0)
+        stop.set()
+        for t in threads:
+            t.join()
+    assert all(r.fault_code is None and r.rsp_code == "0000" for _, r in results), \
+        [r.fault_string for _, r in results if r.fault_code]
+    before = {r.sender for t, r in results if t < changed["at"] - 0.05}
+    after = {r.sender for t, r in results if t > changed["at"] + 0.3}
+    assert before == {"BILLING-51"} and after == {"HQ-BILLING"}
+    assert len([1 for t, _ in results if t > changed["at"] + 0.3]) >= 4
+    history = embedded.bus.phase_store.history("51")
+    assert (history[0]["old_phase"], history[0]["new_phase"], history[0]["changed_by"]) == (2, 3, "ops-test")
 
 
 @pytest.mark.parametrize("route, code, words", [
