@@ -25,6 +25,8 @@ from dao.phases import PhaseStore, PhaseTable
 
 log = logging.getLogger("bssbus.bus")
 
+PARTIAL_DELIVERY = "9100"   # RSP_CODE: the first target answered, a further recipient did not
+
 
 class Bus:
     """The service bus of one process. Resources are opened in :meth:`start`, not in __init__."""
@@ -84,8 +86,34 @@ class Bus:
 
     # -- routing and delivery -----------------------------------------------------------
     def handle(self, message: Message) -> tuple[Reply, Decision]:
-        """Route ``message``, call its peer and return the reply; faults are journalled."""
+        """Route ``message``, call its peer (and any further recipients) and return the reply.
+
+        With further recipients (EIP Recipient List) each one is called and journalled on its
+        own; the reply lists every recipient's outcome in RECIPIENTS, and says in its RESPONSE
+        which ones were not reached. A fault of the first target is the caller's fault.
+        """
         decision = self.router.resolve(message)
+        reply = self.deliver(message, decision)
+        if decision.also:
+            outcomes = [(decision.peer_name, reply.rsp_code, _rsp_desc(reply))]
+            for extra in decision.also:
+                try:
+                    more = self.deliver(message, extra)
+                    outcomes.append((extra.peer_name, more.rsp_code, _rsp_desc(more)))
+                except BusFault as fault:
+                    outcomes.append((extra.peer_name, fault.rsp_code, fault.message))
+            reply.body = dict(reply.body or {}, RECIPIENTS={"RECIPIENT": [
+                {"PEER": peer, "RSP_CODE": code or "", "RSP_DESC": (desc or "")[:512]}
+                for peer, code, desc in outcomes]})
+            missed = [f"{peer} ({desc})" for peer, code, desc in outcomes if code != "0000"]
+            if missed:
+                reply.head = dict(reply.head, RESPONSE={
+                    "RSP_TYPE": "2", "RSP_CODE": PARTIAL_DELIVERY,
+                    "RSP_DESC": f"Not delivered to every recipient: {'; '.join(missed)}"[:512]})
+        return reply, decision
+
+    def deliver(self, message: Message, decision: Decision) -> Reply:
+        """Call one recipient's adapter; journal the hop; a failure is a journalled BusFault."""
         adapter = self.adapters.for_peer(decision.peer)
         started = time.time()
         try:
@@ -101,7 +129,7 @@ class Bus:
             self._journal_outbound(message, decision, status="error", fault=fault, started=started)
             raise fault from exc
         self._journal_outbound(message, decision, status="ok", reply=reply, started=started)
-        return reply, decision
+        return reply
 
     def _journal_outbound(self, message: Message, decision: Decision, *, status: str, started: float,
                           reply: Reply | None = None, fault: BusFault | None = None) -> None:
@@ -118,6 +146,10 @@ class Bus:
             response=reply.raw_response if reply else None,
             started_at=_utc(started), finished_at=_utc(time.time()),
             elapsed_ms=reply.elapsed_ms if reply else (time.time() - started) * 1000))
+
+
+def _rsp_desc(reply: Reply) -> str | None:
+    return (reply.head.get("RESPONSE") or {}).get("RSP_DESC")
 
 
 def _new_id() -> str:

@@ -18,17 +18,66 @@ from config.settings import ConfigError, PeerConfig, Settings, did_you_mean
 ROUTE_BY_PROVINCE = "00"
 ROUTE_BY_NUMBER = "01"
 HQ_PROVINCE = "99"   # HQ's own code: a valid routing value for routes that do not follow a phase
+THREE_G_NET_TYPES = frozenset({"50"})   # NET_TYPE_CODE of a WCDMA (3G) user
+
+
+def is_3g_user(message: Message) -> bool:
+    user = (message.body or {}).get("USER") or {}
+    return user.get("NET_TYPE_CODE") in THREE_G_NET_TYPES
+
+
+# Conditions a recipient can be given with ``when:`` in the route table, by name.
+CONDITIONS = {"3g_user": is_3g_user}
+
+
+def _target(value) -> str | dict[int, str]:
+    if isinstance(value, dict):
+        return {int(p): str(t) for p, t in value.items()}
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A further recipient of a route (EIP Recipient List): a peer, or a phase -> peer map
+    (a phase it does not name gets no copy), sent only ``when`` its condition holds."""
+
+    target: str | dict[int, str]
+    when: str | None = None
+
+    def peer_for(self, phase: int | None, message: Message) -> str | None:
+        if self.when and not CONDITIONS[self.when](message):
+            return None
+        if isinstance(self.target, dict):
+            return self.target.get(phase)
+        return self.target
+
+    @classmethod
+    def from_config(cls, spec) -> "Recipient":
+        spec = spec if isinstance(spec, dict) and "target" in spec else {"target": spec}
+        when = spec.get("when")
+        if when is not None and when not in CONDITIONS:
+            raise ConfigError(f"unknown condition {when!r}{did_you_mean(when, CONDITIONS)}; "
+                              f"known: {', '.join(CONDITIONS)}")
+        return cls(target=_target(spec["target"]), when=when)
 
 
 @dataclass(frozen=True)
 class Route:
-    """One line of the route table."""
+    """One line of the route table: a target, and optionally further recipients (``also``)."""
 
     name: str
     service: str
     target: str | dict[int, str]
     operations: frozenset[str] = frozenset()
     caller: str | None = None
+    also: tuple[Recipient, ...] = ()
+
+    def peers(self) -> list[str]:
+        """Every peer this route can send to."""
+        out = []
+        for target in [self.target] + [r.target for r in self.also]:
+            out += list(target.values()) if isinstance(target, dict) else [target]
+        return out
 
     def matches(self, service: str, operation: str, caller: str | None) -> bool:
         return (self.service == service
@@ -45,18 +94,21 @@ class Route:
         return isinstance(self.target, dict)
 
     def describe_target(self) -> str:
-        if isinstance(self.target, dict):
-            return ", ".join(f"phase {p}: {t}" for p, t in sorted(self.target.items()))
-        return self.target
+        def one(target):
+            if isinstance(target, dict):
+                return ", ".join(f"phase {p}: {t}" for p, t in sorted(target.items()))
+            return target
+        text = one(self.target)
+        for r in self.also:
+            text += f"; also {one(r.target)}" + (f" when {r.when}" if r.when else "")
+        return text
 
     @classmethod
     def from_config(cls, spec: dict) -> "Route":
-        target = spec["target"]
-        if isinstance(target, dict):
-            target = {int(p): str(t) for p, t in target.items()}
         ops = spec.get("operations") or ([spec["operation"]] if spec.get("operation") else [])
         return cls(name=str(spec.get("name") or spec["service"]), service=str(spec["service"]),
-                   target=target, operations=frozenset(ops), caller=spec.get("caller"))
+                   target=_target(spec["target"]), operations=frozenset(ops), caller=spec.get("caller"),
+                   also=tuple(Recipient.from_config(r) for r in spec.get("also") or ()))
 
 
 @dataclass(frozen=True)
@@ -68,6 +120,7 @@ class Decision:
     province: str | None
     phase: int | None
     segment_city: str = ""
+    also: tuple["Decision", ...] = ()   # further recipients of the same message
 
     @property
     def peer_name(self) -> str:
@@ -104,7 +157,7 @@ class ContentBasedRouter:
         router = cls(routes=[Route.from_config(r) for r in settings.routes], peers=settings.peers,
                      phases=settings.phases, segments=segments)
         for route in router.routes:
-            for peer in (route.target.values() if isinstance(route.target, dict) else [route.target]):
+            for peer in route.peers():
                 if peer not in router.peers:
                     raise ConfigError(f"route {route.name}: peer {peer!r} is not configured"
                                       f"{did_you_mean(peer, router.peers)}")
@@ -152,9 +205,11 @@ class ContentBasedRouter:
                                   "(HQ) has none; route by the user's province or number.",
                                   message.trans_ido)
         peer_key = route.target_for(phase) if route.follows_phase else route.target
+        also = tuple(Decision(route=route, peer=self.peers[key].for_province(province), province=province,
+                              phase=phase, segment_city=city)
+                     for key in (r.peer_for(phase, message) for r in route.also) if key is not None)
         return Decision(route=route, peer=self.peers[peer_key].for_province(province),
-                        province=province, phase=phase,
-                        segment_city=city)
+                        province=province, phase=phase, segment_city=city, also=also)
 
     def set_phase(self, province: str, phase: int) -> None:
         """Move a province to another phase; new messages follow at once."""

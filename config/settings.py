@@ -217,10 +217,11 @@ class Settings:
             where = f"routes[{i}] ({route.get('name', 'unnamed')})"
             if "service" not in route or "target" not in route:
                 raise ConfigError(f"{where}: a route needs a service and a target")
-            target = route["target"]
-            targets = target.values() if isinstance(target, dict) else [target]
-            if isinstance(target, dict):
-                for phase in target:
+            targets = []
+            for target in [route["target"]] + [a.get("target") if isinstance(a, dict) else a
+                                               for a in route.get("also") or ()]:
+                targets += list(target.values()) if isinstance(target, dict) else [target]
+                for phase in target if isinstance(target, dict) else ():
                     if int(phase) not in PHASES:
                         raise ConfigError(f"{where}: phase {phase} is not one of {PHASES}")
             for peer in targets:
