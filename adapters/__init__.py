@@ -6,15 +6,18 @@ name is a configuration error that suggests the closest known one.
 from __future__ import annotations
 
 from adapters.base import Adapter, AdapterRegistry
+from adapters.esales import EsalesAdapter
 from adapters.hq_billing import HqBillingAdapter
 from adapters.hq_crm import HqCrmAdapter
+from adapters.legacy_billing import LegacyBillingAdapter
 from adapters.province_billing import ProvinceBillingAdapter
 from adapters.province_crm import ProvinceCrmAdapter
 from adapters.topup import TopUpAdapter
 
 ADAPTERS: dict[str, type[Adapter]] = {
     cls.kind: cls
-    for cls in (HqCrmAdapter, HqBillingAdapter, ProvinceCrmAdapter, ProvinceBillingAdapter, TopUpAdapter)
+    for cls in (HqCrmAdapter, HqBillingAdapter, ProvinceCrmAdapter, ProvinceBillingAdapter, TopUpAdapter,
+                EsalesAdapter, LegacyBillingAdapter)
 }
 
 __all__ = ["ADAPTERS", "Adapter", "AdapterRegistry"]

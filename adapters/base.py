@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import requests
 import zeep
@@ -82,9 +83,8 @@ class Adapter:
             with self._lock:
                 client = self._clients.get(service)
                 if client is None:
-                    path = WSDL_DIR / CONTRACTS[service].wsdl
-                    client = zeep.Client(str(path), transport=self.transport, settings=zeep_settings(),
-                                         plugins=[self.capture])
+                    client = zeep.Client(str(self.wsdl_path(service)), transport=self.transport,
+                                         settings=zeep_settings(), plugins=[self.capture])
                     self._clients[service] = client
         return client
 
@@ -92,11 +92,17 @@ class Adapter:
         key = (service, url)
         proxy = self._proxies.get(key)
         if proxy is None:
-            client = self.client(service)
-            binding = f"{{{CONTRACTS[service].namespace}}}{service}Soap11Binding"
-            proxy = client.create_service(binding, url)
+            proxy = self.client(service).create_service(self.binding(service), url)
             self._proxies[key] = proxy
         return proxy
+
+    def wsdl_path(self, service: str) -> Path:
+        """The contract the peer speaks for ``service``: the canonical one unless overridden."""
+        return WSDL_DIR / CONTRACTS[service].wsdl
+
+    def binding(self, service: str) -> str:
+        """The qualified name of the SOAP 1.1 binding to call in :meth:`wsdl_path`."""
+        return f"{{{CONTRACTS[service].namespace}}}{service}Soap11Binding"
 
     def endpoint(self, service: str, base_url: str) -> str:
         """The peer's address for one service: ``<peer url>/<Service>``."""
@@ -116,6 +122,14 @@ class Adapter:
         return head, body
 
     # -- the call -------------------------------------------------------------------------
+    def exchange(self, proxy, message: Message, decision) -> tuple[dict, dict | None]:
+        """One round trip with the peer: map the request, call the operation, map the answer
+        back to the canonical (head, body). A peer with its own operations overrides this."""
+        head, body = self.map_request(message, decision)
+        result = getattr(proxy, message.operation)(UNI_BSS_HEAD=head, UNI_BSS_BODY=body)
+        data = serialize_object(result, dict) or {}
+        return self.map_reply(message, decision, data.get("UNI_BSS_HEAD"), data.get("UNI_BSS_BODY"))
+
     def call(self, message: Message, decision) -> Reply:
         """Call the peer for ``message``; return its Reply or raise a Server fault naming it."""
         if message.service not in self.services:
@@ -123,11 +137,9 @@ class Adapter:
                             "the route table sends it to the wrong peer.", message.trans_ido)
         name = decision.peer_name
         url = self.endpoint(message.service, decision.url)
-        head, body = self.map_request(message, decision)
         started = time.perf_counter()
         try:
-            operation = getattr(self.proxy(message.service, url), message.operation)
-            result = operation(UNI_BSS_HEAD=head, UNI_BSS_BODY=body)
+            head, body = self.exchange(self.proxy(message.service, url), message, decision)
         except zeep.exceptions.Fault as exc:
             raise PeerFault(f"Peer {name} answered {message.operation} with a SOAP fault "
                             f"({exc.code}): {exc.message}", message.trans_ido, peer=name) from None
@@ -143,8 +155,6 @@ class Adapter:
                             f"{exc}", message.trans_ido, peer=name) from None
         elapsed = (time.perf_counter() - started) * 1000
         sent, received = self.capture.take()
-        data = serialize_object(result, dict) or {}
-        head, body = self.map_reply(message, decision, data.get("UNI_BSS_HEAD"), data.get("UNI_BSS_BODY"))
         return Reply(head=head, body=body, peer=name, raw_request=sent, raw_response=received,
                      elapsed_ms=elapsed)
 

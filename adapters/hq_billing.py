@@ -8,4 +8,4 @@ from adapters.base import Adapter
 
 class HqBillingAdapter(Adapter):
     kind = "hq_billing"
-    services = ('BankPayment', 'AccountSync')
+    services = ('BankPayment', 'AccountSync', 'BillQuery', 'TopUp')

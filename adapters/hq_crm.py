@@ -8,4 +8,4 @@ from adapters.base import Adapter
 
 class HqCrmAdapter(Adapter):
     kind = "hq_crm"
-    services = ('OrderSync',)
+    services = ('OrderSync', 'Provisioning', 'BillQuery', 'AccountSync', 'InfoQuery')

@@ -8,4 +8,4 @@ from adapters.base import Adapter
 
 class ProvinceBillingAdapter(Adapter):
     kind = "province_billing"
-    services = ('BankPayment', 'AccountSync')
+    services = ('BankPayment', 'AccountSync', 'BillQuery', 'TopUp')

@@ -8,4 +8,4 @@ from adapters.base import Adapter
 
 class ProvinceCrmAdapter(Adapter):
     kind = "province_crm"
-    services = ('OrderSync',)
+    services = ('OrderSync', 'Provisioning', 'BillQuery', 'CardActivation', 'AccountSync', 'ReverseSync')

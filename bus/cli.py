@@ -182,6 +182,44 @@ def effective_routes(settings: Settings, phases: dict[str, int]) -> dict:
     return out
 
 
+def routes_markdown(settings: Settings) -> str:
+    """The routes document (docs/ROUTES.md): every service and operation, with its caller and
+    its target in each phase, generated from the configuration."""
+    from bus.router import Route
+    from services.models import CONTRACTS
+
+    routes = [Route.from_config(r) for r in settings.routes]
+    peers = settings.raw.get("peers") or {}
+
+    def name(key):
+        return str(peers.get(key, {}).get("name", key)).replace("{province}", "<prov>")
+
+    def targets(route, phase):
+        out = [name(route.target_for(phase))]
+        for r in route.also:
+            key = r.target.get(phase) if isinstance(r.target, dict) else r.target
+            if key:
+                out.append(f"{name(key)}" + (f" (if {r.when})" if r.when else ""))
+        return " + ".join(out)
+
+    lines = ["# Routes", "",
+             "Generated from config/bus.yaml by `bssbus routes --markdown`; a test keeps it current.",
+             "Phase 2: the province's own systems; phase 3: HQ systems. `<prov>` is the province the",
+             "message is routed to (its ROUTE_VALUE, or the home province of its phone number).", "",
+             "| service | operation | caller (ORIG_DOMAIN) | phase 2 target | phase 3 target | route |",
+             "|---|---|---|---|---|---|"]
+    for service, contract in CONTRACTS.items():
+        for operation in contract.operations:
+            matching = [r for r in routes if r.service == service
+                        and (not r.operations or operation in r.operations)]
+            if not matching:
+                lines.append(f"| {service} | {operation} | - | no route | no route | - |")
+            for r in matching:
+                lines.append(f"| {service} | {operation} | {r.caller or 'any'} | {targets(r, 2)} | "
+                             f"{targets(r, 3)} | {r.name} |")
+    return "\n".join(lines) + "\n"
+
+
 def _phase_store(settings: Settings):
     from dao.db import open_database
     from dao.phases import PhaseStore
@@ -192,6 +230,9 @@ def _phase_store(settings: Settings):
 
 def cmd_routes(args) -> int:
     settings = _settings(args)
+    if args.markdown:
+        sys.stdout.write(routes_markdown(settings))
+        return 0
     data = effective_routes(settings, _phase_store(settings).load())
     if args.json:
         _print_json(data)
@@ -199,13 +240,14 @@ def cmd_routes(args) -> int:
     print("Routes (first match wins):")
     for r in data["routes"]:
         ops = r["operations"] if isinstance(r["operations"], str) else ",".join(r["operations"])
-        print(f"  {r['name']:<20} {r['service']}.{ops:<12} caller={r['caller']:<6} -> {r['target']}")
-    names = [r["name"] for r in data["routes"]]
-    print("\nProvinces (phase 2: province systems, phase 3: HQ systems):")
-    print("  prov phase  " + "  ".join(f"{n:<18}" for n in names))
+        print(f"  {r['name']:<28} {r['service'] + '.' + ops:<44} caller={r['caller']:<6} -> {r['target']}")
+    by_phase = [r["name"] for r in data["routes"] if "phase" in r["target"]]
+    print("\nProvinces (phase 2: province systems, phase 3: HQ systems), and where the routes that "
+          "follow the phase send their traffic:")
     for p in data["provinces"]:
         moved = "*" if p["config_phase"] != p["phase"] else " "
-        print(f"  {p['province']:<4} {p['phase']}{moved:<5} " + "  ".join(f"{p['targets'][n]:<18}" for n in names))
+        peers = sorted({p["targets"][n] for n in by_phase})
+        print(f"  {p['province']:<4} phase {p['phase']}{moved} -> {', '.join(peers)}")
     if any(p["config_phase"] != p["phase"] for p in data["provinces"]):
         print("  * changed at run time (bssbus phase history); config/bus.yaml says otherwise")
     return 0
@@ -329,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print every route and, for each province, its phase (from the "
                        "cut-over table in the bus database) and targets.")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the routes document (docs/ROUTES.md): every operation's caller and targets")
     p.add_argument("--db-url", help="the bus database (default: the config's)")
     p.set_defaults(func=cmd_routes)
 
@@ -381,6 +425,9 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `bssbus routes | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

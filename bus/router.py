@@ -205,10 +205,11 @@ class ContentBasedRouter:
                                   "(HQ) has none; route by the user's province or number.",
                                   message.trans_ido)
         peer_key = route.target_for(phase) if route.follows_phase else route.target
-        also = tuple(Decision(route=route, peer=self.peers[key].for_province(province), province=province,
+        service = message.service
+        also = tuple(Decision(route=route, peer=self.peers[key].for_province(province, service), province=province,
                               phase=phase, segment_city=city)
                      for key in (r.peer_for(phase, message) for r in route.also) if key is not None)
-        return Decision(route=route, peer=self.peers[peer_key].for_province(province),
+        return Decision(route=route, peer=self.peers[peer_key].for_province(province, service),
                         province=province, phase=phase, segment_city=city, also=also)
 
     def set_phase(self, province: str, phase: int) -> None:

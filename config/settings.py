@@ -84,10 +84,11 @@ class PeerConfig:
     timeout: float = 10.0
     provinces: tuple = ()   # ((province, {"adapter": ..., "url": ...}), ...)
 
-    def for_province(self, province: str | None) -> "PeerConfig":
-        """This peer as it is for ``province``: its override applied, if it has one."""
+    def for_province(self, province: str | None, service: str | None = None) -> "PeerConfig":
+        """This peer as it is for ``province`` (and ``service``): its override applied, if it has
+        one that covers the service (an override may list the ``services`` it covers)."""
         for code, over in self.provinces:
-            if code == province:
+            if code == province and (service is None or service in over.get("services", [service])):
                 return PeerConfig(key=f"{self.key}[{code}]", adapter=over.get("adapter", self.adapter),
                                   name=over.get("name", self.name), url=over.get("url", self.url),
                                   timeout=float(over.get("timeout", self.timeout)))
@@ -191,10 +192,17 @@ class Settings:
                         f"peers.{key}.url uses {{sandbox}} but no sandbox is running; "
                         "start `bssbus serve` without --no-sandbox or set BSSBUS_SANDBOX_URL")
                 url = url.replace("{sandbox}", sandbox)
-            overrides = tuple(
-                (str(code), {k: (str(v).replace("{sandbox}", sandbox or "") if k == "url" else v)
-                             for k, v in (over or {}).items()})
-                for code, over in (spec.get("provinces") or {}).items())
+            overrides = []
+            for code, over in (spec.get("provinces") or {}).items():
+                over = dict(over or {})
+                if "{sandbox}" in str(over.get("url", "")):
+                    if not sandbox:
+                        raise ConfigError(f"peers.{key}.provinces.{code}.url uses {{sandbox}} but no sandbox "
+                                          "is running; start `bssbus serve` without --no-sandbox or set "
+                                          "BSSBUS_SANDBOX_URL")
+                    over["url"] = over["url"].replace("{sandbox}", sandbox)
+                overrides.append((str(code), over))
+            overrides = tuple(overrides)
             out[key] = PeerConfig(key=key, adapter=str(spec.get("adapter", key)),
                                   name=str(spec.get("name", key.upper())), url=url,
                                   timeout=float(spec.get("timeout", 10)), provinces=overrides)

@@ -12,21 +12,23 @@ import time
 
 from spyne import Fault
 
+from adapters import ADAPTERS
 from bus.faults import InternalError, PeerFault, UnknownOperation, fault_envelope
 from services.contracts import ContractFiles
 from services.mapping import from_dict, to_dict
 from services.models import CONTRACTS
 from services.models.common import UniBssHead
 from services.soap import FAULT_KEY, XML_TYPE, SoapEndpoint, encode_for
+from sandbox.legacy import KIND as LEGACY, SERVICE as LEGACY_SERVICE, LegacyBillingPeer
 from sandbox.peers import Peers, peer_name
 from sandbox.store import default_provinces, open_store
 
 log = logging.getLogger("bssbus.sandbox")
 
-SINGLE = ("hq_crm", "hq_billing", "topup")
+SINGLE = ("hq_crm", "hq_billing", "topup", "esales")
 PER_PROVINCE = ("province_crm", "province_billing")
-OFFERS = {"hq_crm": ("OrderSync",), "province_crm": ("OrderSync",), "topup": ("CardActivation",),
-          "hq_billing": ("BankPayment", "AccountSync"), "province_billing": ("BankPayment", "AccountSync")}
+# What each simulated peer serves: the contracts its adapter carries.
+OFFERS = {kind: ADAPTERS[kind].services for kind in SINGLE + PER_PROVINCE}
 
 
 class SandboxApplication:
@@ -46,6 +48,7 @@ class SandboxApplication:
         self.endpoints = {name: SoapEndpoint(c, self.files.schemas[name], self._handle)
                           for name, c in CONTRACTS.items()}
         self.behaviour: dict[str, dict] = {}   # peer name -> {"delay_ms": int, "fault": str}
+        self.legacy = LegacyBillingPeer(self.engine, self.behaviour)   # /peers/legacy_billing/<code>/LegacyBilling
 
     def _handle(self, ctx, contract, operation, head, body):
         exchange = ctx.transport.req_env["bssbus.exchange"]
@@ -72,6 +75,9 @@ class SandboxApplication:
             return parts[1], None, parts[2]
         if len(parts) == 4 and parts[0] == "peers" and parts[1] in PER_PROVINCE and parts[2] in self.provinces:
             return parts[1], parts[2], parts[3]
+        if len(parts) == 4 and parts[:2] == ["peers", LEGACY] and parts[2] in self.provinces \
+                and parts[3] == LEGACY_SERVICE:
+            return LEGACY, parts[2], parts[3]
         return None
 
     def __call__(self, environ, start_response):
@@ -81,6 +87,8 @@ class SandboxApplication:
             return self._control(environ, start_response)
         if path == "/healthz":
             return self._send(start_response, "200 OK", "application/json", json.dumps({"status": "ok"}).encode())
+        if peer is not None and peer[0] == LEGACY:   # its own contract, GBK: sandbox/legacy.py
+            return self._send(start_response, *self.legacy.serve(environ, peer[1]))
         if peer is None or peer[2] not in OFFERS[peer[0]]:
             text = (f"No simulated peer at {path}. Peers: /peers/{{hq_crm|hq_billing|topup}}/<Service> "
                     "and /peers/{province_crm|province_billing}/<province>/<Service>.")

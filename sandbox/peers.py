@@ -11,8 +11,11 @@ Result codes used by the simulated billings (RESPONSE/RSP_CODE):
 1547    reversal refused: not the original payment's accounting day
 1548    reversal refused: amount or number differs from the original
 2099    no such number (USER_STATE 99)
-21001   top-up card not activated; 21003 card already used; 21004 card expired
+2101    VAC change of a user who is not a 3G user: not synced to HQ
+21001   top-up card not activated; 21002 card unknown; 21003 card already used;
+        21004 card expired; 01030 top-up serial already exists; 01031 no such top-up
 3001    no such order
+8888    other failure (the description says which)
 ======  ===============================================================
 """
 from __future__ import annotations
@@ -52,16 +55,17 @@ def answer(head: dict, sender: str, code: str = "0000", desc: str = "success") -
 
 def peer_name(kind: str, province: str | None) -> str:
     """The name a simulated peer signs its answers with (MSG_SENDER)."""
-    return {"hq_billing": "HQ-BILLING", "hq_crm": "HQ-CRM", "topup": "TOPUP",
+    return {"hq_billing": "HQ-BILLING", "hq_crm": "HQ-CRM", "topup": "TOPUP", "esales": "ESALES",
             "province_billing": f"BILLING-{province}", "province_crm": f"CRM-{province}"}[kind]
 
 
 class Peers:
     """All simulated peers over one sandbox database. ``handle`` is the single entry."""
 
-    def __init__(self, engine: Engine, bus_url: str | None = None):
+    def __init__(self, engine: Engine, bus_url: str | None = None, provisioning_delay: float = 0.3):
         self.engine = engine
         self.bus_url = bus_url
+        self.provisioning_delay = provisioning_delay   # seconds a province takes to "activate"
         self._client = None
         self._lock = threading.Lock()
 
@@ -193,6 +197,75 @@ class Peers:
                     t.peer == sender, t.user_id == user["USER_ID"]).values(**values))
         return "0000", "applied", {"USER_ID": user["USER_ID"], "SYNC_SEQ": seq, "APPLIED": "0"}
 
+    def billing_QueryBill(self, sender, head, body):
+        with self.engine.connect() as conn:
+            acct = self._account(conn, sender, body["SERIAL_NUMBER"])
+            if acct is None:
+                return "2099", "no such number", None
+            items = [{"ITEM_CODE": f"{i + 1:04d}", "ITEM_NAME": r.item_name, "FEE": r.fee}
+                     for i, r in enumerate(conn.execute(select(store.bill_items).where(
+                         store.bill_items.c.msisdn == acct["msisdn"],
+                         store.bill_items.c.bill_cycle == body["BILL_CYCLE"])))]
+        total = sum(i["FEE"] for i in items)
+        unpaid = min(total, max(0, -acct["balance"]))
+        rsp = {"SERIAL_NUMBER": acct["msisdn"], "BILL_CYCLE": body["BILL_CYCLE"],
+               "CUST_NAME": store.mask_name(acct["cust_name"]), "TOTAL_FEE": total,
+               "PAID_FEE": total - unpaid, "UNPAID_FEE": unpaid}
+        if items:
+            rsp["BILL_ITEMS"] = {"BILL_ITEM": items}
+        return "0000", "success", rsp
+
+    def billing_QueryCallDetails(self, sender, head, body):
+        with self.engine.connect() as conn:
+            acct = self._account(conn, sender, body["SERIAL_NUMBER"])
+        if acct is None:
+            return "2099", "no such number", None
+        records = store.call_details(acct["msisdn"], body["BILL_CYCLE"], body["DETAIL_TYPE"])
+        size, page = body.get("PAGE_SIZE") or 50, body.get("PAGE_NO") or 1
+        shown = records[(page - 1) * size: page * size]
+        rsp = {"SERIAL_NUMBER": acct["msisdn"], "BILL_CYCLE": body["BILL_CYCLE"], "TOTAL_COUNT": len(records)}
+        if shown:
+            rsp["CALL_DETAILS"] = {"CALL_DETAIL": shown}
+        return "0000", "success", rsp
+
+    def billing_TopUp(self, sender, head, body):
+        """Top up a number with a card: the card's state gives the field's result codes."""
+        serial, msisdn, card_no = body["TOPUP_SERIAL"], body["SERIAL_NUMBER"], body["CARD_NO"]
+        t = store.topups.c
+        with self.engine.begin() as conn:
+            if conn.execute(select(t.id).where(t.peer == sender, t.topup_serial == serial)).first():
+                return "01030", f"top-up serial {serial} already exists", None
+            card = conn.execute(select(store.cards).where(store.cards.c.card_no == card_no)).mappings().first()
+            refused = (("21002", f"unknown card {card_no}") if card is None else
+                       {"0": ("21001", "card not activated"), "2": ("21003", "card already used"),
+                        "3": ("21004", "card expired")}.get(card["state"]))
+            if refused:
+                return refused[0], refused[1], None
+            if self._account(conn, sender, msisdn) is None:
+                return "2099", f"number {msisdn} is not a user of {sender}", None
+            conn.execute(update(store.cards).where(store.cards.c.card_no == card_no).values(state="2"))
+            conn.execute(update(store.accounts).where(
+                store.accounts.c.peer == sender, store.accounts.c.msisdn == msisdn)
+                .values(balance=store.accounts.c.balance + card["face_value"]))
+            balance = self._account(conn, sender, msisdn)["balance"]
+            row_id = conn.execute(insert(store.topups).values(
+                peer=sender, topup_serial=serial, msisdn=msisdn, card_no=card_no, amount=card["face_value"],
+                balance_after=balance, acct_date=today(), trade_time=body["TRADE_TIME"])).inserted_primary_key[0]
+        return "0000", "success", {"TOPUP_SERIAL": serial, "SERIAL_NUMBER": msisdn, "CARD_NO": card_no,
+                                   "AMOUNT": card["face_value"], "BALANCE": balance,
+                                   "BILL_SERIAL": f"TU{row_id:012d}", "ACCT_DATE": today()}
+
+    def billing_QueryTopUp(self, sender, head, body):
+        t = store.topups.c
+        with self.engine.connect() as conn:
+            row = conn.execute(select(store.topups).where(
+                t.peer == sender, t.topup_serial == body["TOPUP_SERIAL"])).mappings().first()
+        if row is None:
+            return "01031", f"no top-up with serial {body['TOPUP_SERIAL']}", None
+        return "0000", "success", {"TOPUP_SERIAL": row["topup_serial"], "SERIAL_NUMBER": row["msisdn"],
+                                   "CARD_NO": row["card_no"], "AMOUNT": row["amount"], "TOPUP_STATE": "0",
+                                   "TRADE_TIME": row["trade_time"]}
+
     # -- CRMs --------------------------------------------------------------------------------
     def _order(self, conn, sender, order_id):
         o = store.orders.c
@@ -206,10 +279,12 @@ class Peers:
                     msisdn=body.get("SERIAL_NUMBER"), state=state, state_desc=desc,
                     province_order_id=province_order_id, update_time=now14()))
             else:
+                values = dict(state=state, state_desc=desc, update_time=now14())
+                if province_order_id:
+                    values["province_order_id"] = province_order_id
                 conn.execute(update(store.orders).where(
                     store.orders.c.peer == sender, store.orders.c.order_id == body["ORDER_ID"])
-                    .values(state=state, state_desc=desc, province_order_id=province_order_id,
-                            update_time=now14()))
+                    .values(**values))
 
     def crm_SyncOrder(self, sender, head, body):
         if sender == "HQ-CRM":
@@ -220,28 +295,173 @@ class Peers:
                                                      "PROVINCE_ORDER_ID": province_order_id,
                                                      "ORDER_STATE": "20"}
 
+    def via_bus(self, head: dict, caller: str, route: tuple[str, str], service: str, operation: str,
+                body: dict):
+        """Call on through the bus as ``caller`` (a peer's own outbound call), same PROC_ID."""
+        forward = {k: v for k, v in head.items()
+                   if k not in ("MSG_SENDER", "MSG_RECEIVER", "RESPONSE", "TRANS_IDH")}
+        forward.update(ORIG_DOMAIN=caller, SERVICE_NAME=service, OPERATE_NAME=operation, ACTION_CODE="0",
+                       TRANS_IDO=f"{caller[:2]}{uuid.uuid4().hex[:24]}", PROCESS_TIME=now14(),
+                       ROUTING={"ROUTE_TYPE": route[0], "ROUTE_VALUE": route[1]})
+        result = self.client().call(service, operation, {"UNI_BSS_HEAD": forward, "UNI_BSS_BODY": body})
+        why = result.fault_string or ((result.head or {}).get("RESPONSE") or {}).get("RSP_DESC")
+        return result, why
+
     def _hq_crm_order(self, sender, head, body):
-        """HQ CRM takes the order, then sends it on to the province CRM through the bus."""
+        """HQ CRM takes the order, sends it on to the province CRM through the bus, then sends
+        the province CRM the provisioning work order (the province reports back when done)."""
         self._save_order(sender, body, "00", "received")
         if not self.bus_url:
             return "0000", "received (no bus configured to reach the province)", {
                 "ORDER_ID": body["ORDER_ID"], "ORDER_STATE": "00"}
-        forward_head = dict(head, ORIG_DOMAIN="UCRM", TRANS_IDO=f"HQ{uuid.uuid4().hex[:20]}",
-                            ROUTING={"ROUTE_TYPE": "00", "ROUTE_VALUE": body["PROVINCE_CODE"]},
-                            PROCESS_TIME=now14())
-        for key in ("MSG_SENDER", "MSG_RECEIVER", "RESPONSE", "TRANS_IDH"):
-            forward_head.pop(key, None)
-        result = self.client().call("OrderSync", "SyncOrder", {"UNI_BSS_HEAD": forward_head, "UNI_BSS_BODY": body})
-        if result.fault_code or not result.ok:
-            why = result.fault_string or (result.head or {}).get("RESPONSE", {}).get("RSP_DESC")
+        province = ("00", body["PROVINCE_CODE"])
+        result, why = self.via_bus(head, "UCRM", province, "OrderSync", "SyncOrder", body)
+        if not result.ok:
             self._save_order(sender, body, "00", f"province not reached yet: {why}"[:200])
             return "0000", f"received; province not reached yet: {why}", {
                 "ORDER_ID": body["ORDER_ID"], "ORDER_STATE": "00"}
         province_order_id = result.body.get("PROVINCE_ORDER_ID")
         self._save_order(sender, body, "10", f"sent to {result.sender}", province_order_id)
-        return "0000", f"sent to {result.sender}", {"ORDER_ID": body["ORDER_ID"],
-                                                    "PROVINCE_ORDER_ID": province_order_id,
-                                                    "ORDER_STATE": "10"}
+        work = {"TRADE_ID": f"WO{body['ORDER_ID'][-20:]}", "ORDER_ID": body["ORDER_ID"],
+                "USER_ID": f"U{body['SERIAL_NUMBER']}", "SERIAL_NUMBER": body["SERIAL_NUMBER"],
+                "PROVINCE_CODE": body["PROVINCE_CODE"], "PRODUCT_ID": body["PRODUCT_ID"],
+                "COMMANDS": {"COMMAND": [{"CMD_CODE": "OPEN_ACCOUNT"}, {"CMD_CODE": "OPEN_3G_DATA"}]}}
+        submitted, why = self.via_bus(head, "UCRM", province, "Provisioning", "SubmitWorkOrder", work)
+        state, desc = ("20", f"work order {work['TRADE_ID']} at {submitted.sender}") if submitted.ok \
+            else ("10", f"sent to {result.sender}; work order not submitted yet: {why}")
+        self._save_order(sender, body, state, desc[:200])
+        return "0000", desc[:200], {"ORDER_ID": body["ORDER_ID"], "PROVINCE_ORDER_ID": province_order_id,
+                                    "ORDER_STATE": state}
+
+    def crm_SubmitWorkOrder(self, sender, head, body):
+        """A province CRM takes a work order, 'activates the network' and reports back to HQ
+        CRM through the bus a moment later, as a real provisioning system would."""
+        w = store.work_orders.c
+        with self.engine.begin() as conn:
+            known = conn.execute(select(store.work_orders).where(
+                w.peer == sender, w.trade_id == body["TRADE_ID"])).mappings().first()
+            if known is None:
+                conn.execute(insert(store.work_orders).values(
+                    peer=sender, trade_id=body["TRADE_ID"], order_id=body["ORDER_ID"],
+                    msisdn=body["SERIAL_NUMBER"], province=body["PROVINCE_CODE"], state="1",
+                    update_time=now14()))
+        if known is None and self.bus_url:
+            timer = threading.Timer(self.provisioning_delay, self._report_work_order, (sender, head, body))
+            timer.daemon = True
+            timer.start()
+        return "0000", "work order accepted", {"TRADE_ID": body["TRADE_ID"],
+                                               "WORK_STATE": known["state"] if known else "1"}
+
+    def _report_work_order(self, sender, head, body):
+        with self.engine.begin() as conn:
+            conn.execute(update(store.work_orders).where(
+                store.work_orders.c.peer == sender, store.work_orders.c.trade_id == body["TRADE_ID"])
+                .values(state="3", update_time=now14()))
+        self._save_order(sender, body, "30", "network activated")
+        report = {"TRADE_ID": body["TRADE_ID"], "ORDER_ID": body["ORDER_ID"],
+                  "SERIAL_NUMBER": body["SERIAL_NUMBER"], "PROVINCE_CODE": body["PROVINCE_CODE"],
+                  "WORK_STATE": "3", "RESULT_DESC": "network activated", "FINISH_TIME": now14()}
+        try:
+            result, why = self.via_bus(head, "PCRM", ("00", body["PROVINCE_CODE"]), "Provisioning",
+                                       "ReportWorkOrderResult", report)
+            if not result.ok:
+                log.warning("%s could not report work order %s: %s", sender, body["TRADE_ID"], why)
+        except Exception:  # a simulator's background report: logged, never raised into a thread
+            log.exception("%s could not report work order %s", sender, body["TRADE_ID"])
+
+    def crm_ReportWorkOrderResult(self, sender, head, body):
+        """HQ CRM learns the work order's outcome, updates the order and tells e-sales."""
+        state, desc = {"3": ("30", "completed"), "2": ("40", "provisioning failed")}.get(
+            body["WORK_STATE"], ("20", "provisioning"))
+        desc = body.get("RESULT_DESC") or desc
+        self._save_order(sender, body, state, desc)
+        if self.bus_url and state in ("30", "40"):
+            notice = {"ORDER_ID": body["ORDER_ID"], "ORDER_STATE": state, "STATE_DESC": desc,
+                      "UPDATE_TIME": now14()}
+            with self.engine.connect() as conn:
+                order = self._order(conn, sender, body["ORDER_ID"])
+            if order is not None and order["province_order_id"]:
+                notice["PROVINCE_ORDER_ID"] = order["province_order_id"]
+            result, why = self.via_bus(head, "UCRM", ("00", body["PROVINCE_CODE"]), "OrderSync",
+                                       "NotifyOrderStatus", notice)
+            if not result.ok:
+                log.warning("HQ CRM could not notify e-sales of order %s: %s", body["ORDER_ID"], why)
+        return "0000", "order updated", {"TRADE_ID": body["TRADE_ID"], "ORDER_ID": body["ORDER_ID"],
+                                         "ORDER_STATE": state}
+
+    def esales_NotifyOrderStatus(self, sender, head, body):
+        with self.engine.begin() as conn:
+            conn.execute(insert(store.notifications).values(
+                peer=sender, order_id=body["ORDER_ID"], order_state=body["ORDER_STATE"],
+                state_desc=body.get("STATE_DESC"), trans_ido=head.get("TRANS_IDO")))
+        return "0000", "notice received", {"ORDER_ID": body["ORDER_ID"]}
+
+    # -- HQ CRM's billing look-ups go through the bus; a province CRM answers from its Billing --
+    def _billing_lookup(self, operation, sender, head, body):
+        if sender == "HQ-CRM":
+            if not self.bus_url:
+                return "8888", "HQ CRM has no bus to reach the billing", None
+            result, why = self.via_bus(head, "UCRM", ("01", body["SERIAL_NUMBER"]), "BillQuery", operation, body)
+            if result.fault_code:
+                return "8888", f"billing not reached: {why}"[:200], None
+            return result.rsp_code, f"from {result.sender}: {why}"[:200], result.body
+        return getattr(self, f"billing_{operation}")(f"BILLING-{sender[-2:]}", head, body)
+
+    def crm_QueryBill(self, sender, head, body):
+        return self._billing_lookup("QueryBill", sender, head, body)
+
+    def crm_QueryCallDetails(self, sender, head, body):
+        return self._billing_lookup("QueryCallDetails", sender, head, body)
+
+    def crm_QueryBalance(self, sender, head, body):
+        return self._billing_lookup("QueryBalance", sender, head, body)
+
+    def crm_SyncThreeAccount(self, sender, head, body):
+        return self.billing_SyncThreeAccount(sender, head, body)
+
+    def crm_ActivateCards(self, sender, head, body):
+        return self.topup_ActivateCards(sender, head, body)
+
+    def crm_QueryCardStatus(self, sender, head, body):
+        return self.topup_QueryCardStatus(sender, head, body)
+
+    def crm_SyncVacChange(self, sender, head, body):
+        """A province CRM decides whether the VAC change concerns a 3G user; if so it syncs the
+        user to HQ through the bus (three-account sync), else it says so with 2101."""
+        msisdn, seq = body["SERIAL_NUMBER"], body["VAC_SEQ"]
+        with self.engine.connect() as conn:
+            acct = self._account(conn, f"BILLING-{sender[-2:]}", msisdn)
+        if acct is None:
+            return "2099", f"no such number {msisdn} in province {sender[-2:]}", None
+        is_3g = acct["net_type"] == "50"
+        synced, code, desc = False, "2101", "not a 3G user: the change stays in the province"
+        if is_3g:
+            user = {"USER_ID": f"U{msisdn}", "SERIAL_NUMBER": msisdn, "CUST_ID": f"C{msisdn}",
+                    "PRODUCT_ID": "99002401", "NET_TYPE_CODE": "50", "PREPAY_TAG": "0",
+                    "SERVICE_STATE": acct["user_state"], "PROVINCE_CODE": acct["province"],
+                    "EPARCHY_CODE": "0000", "UPDATE_TIME": now14()}
+            result, why = self.via_bus(head, "PCRM", ("01", msisdn), "AccountSync", "SyncThreeAccount",
+                                       {"SYNC_SEQ": int(time.time() * 1000), "USER": user})
+            synced = result.fault_code is None and result.rsp_code == "0000"
+            code, desc = ("0000", "synced to HQ") if synced else ("8888", f"sync to HQ failed: {why}"[:200])
+        with self.engine.begin() as conn:
+            conn.execute(insert(store.vac_changes).values(peer=sender, vac_seq=str(seq), msisdn=msisdn,
+                                                          is_3g=int(is_3g), synced=int(synced)))
+        return code, desc, {"SERIAL_NUMBER": msisdn, "VAC_SEQ": seq, "IS_3G": "1" if is_3g else "0",
+                            "SYNCED": "1" if synced else "0"}
+
+    # -- information queries at HQ CRM ----------------------------------------------------------
+    def crm_QueryProducts(self, sender, head, body):
+        found = store.products(body.get("NET_TYPE_CODE"), body.get("PRODUCT_TYPE"))
+        return "0000", f"{len(found)} products", {"PRODUCTS": {"PRODUCT": found}} if found else {}
+
+    def crm_QueryNumbers(self, sender, head, body):
+        found = store.free_numbers(body["PROVINCE_CODE"], body.get("PREFIX"), body.get("MAX_COUNT") or 10)
+        return "0000", f"{len(found)} numbers", {"NUMBERS": {"NUMBER_INFO": found}} if found else {}
+
+    def crm_QueryChannels(self, sender, head, body):
+        found = store.channels(body["PROVINCE_CODE"])
+        return "0000", f"{len(found)} channels", {"CHANNELS": {"CHANNEL": found}}
 
     def crm_QueryOrderStatus(self, sender, head, body):
         with self.engine.connect() as conn:

@@ -60,7 +60,7 @@ class ContractFiles:
     def wsdl(self, service: str, address: str) -> bytes:
         """The service's WSDL, served from ``address`` (the full /ws/<Service> URL)."""
         data = self._raw[Path(self.contracts[service].wsdl).name]
-        data = re.sub(rb'(<soap:address\s+location=")[^"]*(")',
+        data = re.sub(rb'(<soap(?:12)?:address\s+location=")[^"]*(")',
                       lambda m: m.group(1) + address.encode() + m.group(2), data)
         return self._rewrite_locations(data, address)
 

@@ -4,7 +4,8 @@
 service name) to its :class:`~services.models.common.Contract`, in a stable order.
 """
 
-from . import account_sync, bank_payment, card_activation, order_sync
+from . import (account_sync, bank_payment, bill_query, card_activation, info_query, order_sync,
+               provisioning, reverse_sync, top_up)
 from .common import Contract, Operation, from_xml, to_xml
 
 __all__ = ["CONTRACTS", "Contract", "Operation", "to_xml", "from_xml"]
@@ -16,5 +17,10 @@ CONTRACTS: dict[str, Contract] = {
         order_sync.CONTRACT,
         card_activation.CONTRACT,
         account_sync.CONTRACT,
+        bill_query.CONTRACT,
+        provisioning.CONTRACT,
+        top_up.CONTRACT,
+        reverse_sync.CONTRACT,
+        info_query.CONTRACT,
     )
 }

@@ -2,7 +2,8 @@
 
 Three-account sync (三户同步): customer, user, account, pay relation and subscription
 instances of one user, ordered by ``SYNC_SEQ`` per user (an older update is ignored,
-``APPLIED`` 1). Class names are the XSD complexType names; fields are in XSD order.
+``APPLIED`` 1). When the bus delivers one change to several recipients it lists their
+answers in ``RECIPIENTS``. Class names are the XSD complexType names; fields are in XSD order.
 """
 
 from spyne.model.complex import ComplexModel
@@ -10,8 +11,8 @@ from spyne.model.primitive import Long, Unicode
 
 from .common import (
     AddressType, BankAcctNoType, CertNumType, CodeType, Contract, DateType,
-    EparchyCodeType, IdType, MsisdnType, NameType, Operation, ProvinceCodeType, TimeType,
-    UserStateType, body_ns, head_ref, optional, required,
+    EparchyCodeType, IdType, MsisdnType, NameType, Operation, PeerNameType, ProvinceCodeType,
+    RspCodeType, RspDescType, TimeType, UserStateType, body_ns, head_ref, optional, required,
 )
 
 SERVICE = "AccountSync"
@@ -21,6 +22,7 @@ __all__ = [
     "SERVICE", "NS", "CONTRACT", "PREPAY_TAGS", "INST_TYPES", "APPLIED_VALUES",
     "PrepayTagType", "InstTypeType", "AppliedType",
     "Customer", "User", "Account", "PayRelation", "Subscription", "SubscriptionList",
+    "Recipient", "RecipientList",
     "SyncThreeAccountReq", "SyncThreeAccountRsp", "SyncThreeAccountResult",
 ]
 
@@ -102,6 +104,22 @@ class SubscriptionList(ComplexModel):
     ]
 
 
+class Recipient(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("PEER", required(PeerNameType)),
+        ("RSP_CODE", required(RspCodeType)),
+        ("RSP_DESC", optional(RspDescType)),
+    ]
+
+
+class RecipientList(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("RECIPIENT", required(Recipient, max_occurs="unbounded")),
+    ]
+
+
 # ----- SyncThreeAccount ---------------------------------------------------------------
 
 class SyncThreeAccountReq(ComplexModel):
@@ -122,6 +140,7 @@ class SyncThreeAccountRsp(ComplexModel):
         ("USER_ID", required(IdType)),
         ("SYNC_SEQ", required(Long)),
         ("APPLIED", required(AppliedType)),
+        ("RECIPIENTS", optional(RecipientList)),
     ]
 
 

@@ -45,9 +45,9 @@ __all__ = [
     # shared simple types (BssTypes.xsd)
     "PROVINCE_CODES", "MsisdnType", "FenType", "NonNegativeFenType", "PositiveFenType",
     "ProvinceCodeType", "EparchyCodeType", "TimeType", "DateType", "CycleType",
-    "BankCodeType", "SerialType", "IdType", "CardNoType", "UserStateType", "NameType",
-    "CodeType", "CertNumType", "AddressType", "BankAcctNoType", "ChannelIdType",
-    "DescType",
+    "BankCodeType", "SerialType", "IdType", "CardNoType", "UserStateType", "ORDER_STATES",
+    "OrderStateType", "NameType", "CodeType", "CertNumType", "AddressType", "BankAcctNoType",
+    "ChannelIdType", "DescType",
     # fault detail (BssFault.xsd)
     "BssFault",
     # registry and conversion
@@ -207,6 +207,12 @@ SerialType = _str("SerialType", TYPES_NS, min_len=1, max_len=32)
 IdType = _str("IdType", TYPES_NS, min_len=1, max_len=32)
 CardNoType = _str("CardNoType", TYPES_NS, pattern="[0-9]{15}")
 UserStateType = _str("UserStateType", TYPES_NS, values=["00", "01", "02", "03", "04", "99"])
+#: ORDER_STATE values (OrderStateType), shared by OrderSync and Provisioning.
+ORDER_STATES = {
+    "00": "received", "10": "sent to province", "20": "provisioning",
+    "30": "completed", "40": "failed", "50": "cancelled",
+}
+OrderStateType = _str("OrderStateType", TYPES_NS, values=list(ORDER_STATES))
 NameType = _str("NameType", TYPES_NS, min_len=1, max_len=128)
 CodeType = _str("CodeType", TYPES_NS, pattern="[0-9A-Za-z_]{1,8}")
 CertNumType = _str("CertNumType", TYPES_NS, min_len=1, max_len=32)

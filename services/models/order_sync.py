@@ -1,16 +1,18 @@
 """spyne models of ``wsdl/OrderSync/OrderSync.xsd`` (e-sales -> HQ CRM -> province CRM).
 
-Order sync (订单同步) and order status query. Class names are the XSD complexType
-names; fields are in XSD order.
+Order sync (订单同步), order status query, and the order status notification HQ CRM sends
+back to e-sales. ``ORDER_STATE`` is the shared ``bss:OrderStateType`` (also used by
+Provisioning), re-exported here. Class names are the XSD complexType names; fields are in
+XSD order.
 """
 
 from spyne.model.complex import ComplexModel
 from spyne.model.primitive import Unicode
 
 from .common import (
-    CertNumType, CodeType, Contract, DescType, EparchyCodeType, FenType, IdType,
-    MsisdnType, NameType, NonNegativeFenType, Operation, ProvinceCodeType, TimeType,
-    body_ns, head_ref, optional, required,
+    ORDER_STATES, CertNumType, CodeType, Contract, DescType, EparchyCodeType, FenType, IdType,
+    MsisdnType, NameType, NonNegativeFenType, Operation, OrderStateType, ProvinceCodeType,
+    TimeType, body_ns, head_ref, optional, required,
 )
 
 SERVICE = "OrderSync"
@@ -22,18 +24,13 @@ __all__ = [
     "CustInfo", "FeeItem", "FeeItemList", "PayInfo",
     "SyncOrderReq", "SyncOrderRsp", "SyncOrderResult",
     "QueryOrderStatusReq", "QueryOrderStatusRsp", "QueryOrderStatusResult",
+    "NotifyOrderStatusReq", "NotifyOrderStatusRsp", "NotifyOrderStatusResult",
 ]
 
 #: ORDER_TYPE values (OrderTypeType).
 ORDER_TYPES = {"10": "new subscription", "20": "change", "30": "cancel"}
-#: ORDER_STATE values (OrderStateType).
-ORDER_STATES = {
-    "00": "received", "10": "sent to province", "20": "provisioning",
-    "30": "completed", "40": "failed", "50": "cancelled",
-}
 
 OrderTypeType = Unicode(type_name="OrderTypeType", __namespace__=NS, values=list(ORDER_TYPES))
-OrderStateType = Unicode(type_name="OrderStateType", __namespace__=NS, values=list(ORDER_STATES))
 
 
 class CustInfo(ComplexModel):
@@ -131,6 +128,34 @@ class QueryOrderStatusResult(ComplexModel):
     ]
 
 
+# ----- NotifyOrderStatus --------------------------------------------------------------
+
+class NotifyOrderStatusReq(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("ORDER_ID", required(IdType)),
+        ("PROVINCE_ORDER_ID", optional(IdType)),
+        ("ORDER_STATE", required(OrderStateType)),
+        ("STATE_DESC", optional(DescType)),
+        ("UPDATE_TIME", required(TimeType)),
+    ]
+
+
+class NotifyOrderStatusRsp(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("ORDER_ID", required(IdType)),
+    ]
+
+
+class NotifyOrderStatusResult(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("UNI_BSS_HEAD", head_ref()),
+        ("UNI_BSS_BODY", optional(NotifyOrderStatusRsp)),
+    ]
+
+
 CONTRACT = Contract(
     name=SERVICE,
     namespace=NS,
@@ -139,7 +164,9 @@ CONTRACT = Contract(
         "SyncOrder": Operation("SyncOrder", SyncOrderReq, SyncOrderRsp, SyncOrderResult),
         "QueryOrderStatus": Operation("QueryOrderStatus", QueryOrderStatusReq,
                                       QueryOrderStatusRsp, QueryOrderStatusResult),
+        "NotifyOrderStatus": Operation("NotifyOrderStatus", NotifyOrderStatusReq,
+                                       NotifyOrderStatusRsp, NotifyOrderStatusResult),
     },
     caller="e-sales platform; HQ CRM",
-    target="HQ CRM; province CRM",
+    target="HQ CRM; province CRM; e-sales platform (NotifyOrderStatus)",
 )

@@ -32,7 +32,7 @@ def router():
 
 
 @pytest.mark.parametrize("route_value, peer, phase", [
-    ("13000010000", "BILLING-34", 2),   # a Jiangsu number, phase 2
+    ("13007300000", "BILLING-74", 2),   # a Hunan number, phase 2
     ("18601800000", "HQ-BILLING", 3),   # a Beijing number, phase 3
     ("18600000000", "BILLING-51", 2),   # moved to Guangdong by the override list
 ])
@@ -44,7 +44,7 @@ def test_by_number_follows_the_home_provinces_phase(router, route_value, peer, p
 
 def test_by_province_code(router):
     decision = router.resolve(message("AccountSync", "SyncThreeAccount", "PCRM", "00", "36"))
-    assert (decision.peer_name, decision.route.name) == ("HQ-BILLING", "three-account-sync")
+    assert (decision.peer_name, decision.route.name) == ("HQ-BILLING", "three-account-from-province")
 
 
 def test_caller_selects_the_route(router):
@@ -55,7 +55,7 @@ def test_caller_selects_the_route(router):
 
 
 def test_hq_code_only_for_routes_without_a_phase(router):
-    assert router.resolve(message("CardActivation", "QueryCardStatus", "UCRM", "00", "99")).peer_name == "TOPUP"
+    assert router.resolve(message("OrderSync", "QueryOrderStatus", "ESALE", "00", "99")).peer_name == "HQ-CRM"
     with pytest.raises(UnknownProvince, match="HQ"):
         router.resolve(message("BankPayment", "QueryBalance", "BANK", "00", "99"))
 
@@ -80,3 +80,11 @@ def test_a_route_to_an_unknown_peer_is_a_config_error_with_a_suggestion(tmp_path
     bad.write_text("routes:\n  - {service: BankPayment, target: hq_biling}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match='did you mean "hq_billing"'):
         load_settings(bad, env={})
+
+
+def test_a_province_override_covers_only_the_services_it_lists(router):
+    legacy = router.resolve(message("BankPayment", "QueryBalance", "BANK", "00", "34"))
+    assert (legacy.peer.adapter, legacy.peer_name) == ("legacy_billing", "BILLING-34")
+    assert legacy.url.endswith("/peers/legacy_billing/34")
+    canonical = router.resolve(message("TopUp", "QueryBalance", "TOPUP", "00", "34"))
+    assert (canonical.peer.adapter, canonical.peer_name) == ("province_billing", "BILLING-34")

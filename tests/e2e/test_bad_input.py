@@ -167,8 +167,11 @@ def test_wsdl_is_the_contract_file_with_the_address_rewritten(sqlite_bus):
         status, ctype, body = get(f"{sqlite_bus.url}/ws/{name}?wsdl")
         assert status == 200 and ctype.startswith("text/xml")
         doc = etree.fromstring(body)
-        address = doc.xpath("//*[local-name()='address']/@location")
-        assert address == [f"{sqlite_bus.url}/ws/{name}"]
+        # both ports, SOAP 1.1 (soap:address) and SOAP 1.2 (soap12:address), name where it is served
+        ports = doc.xpath("//*[local-name()='port']/*[local-name()='address']")
+        assert [etree.QName(a).namespace for a in ports] == ["http://schemas.xmlsoap.org/wsdl/soap/",
+                                                             "http://schemas.xmlsoap.org/wsdl/soap12/"]
+        assert [a.get("location") for a in ports] == [f"{sqlite_bus.url}/ws/{name}"] * 2
         original = etree.parse(str(contract.wsdl_path)).getroot()
         assert [e.tag for e in doc.iter()] == [e.tag for e in original.iter()], "served = the file itself"
         # every import resolves over HTTP, transitively

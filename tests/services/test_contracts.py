@@ -1,7 +1,8 @@
 """The hand-written contracts in wsdl/ and the spyne models that mirror them.
 
-1. Every WSDL/XSD is well formed and follows the contract conventions (SOAP 1.1 only,
-   document/literal wrapped, relative schemaLocations, wrapper naming, no stray namespaces).
+1. Every WSDL/XSD is well formed and follows the contract conventions (document/literal
+   wrapped, a SOAP 1.1 binding and port first and a SOAP 1.2 one second, relative
+   schemaLocations, wrapper naming, no stray namespaces, no SOAP namespace in an XSD).
 2. Every operation has exactly one example in wsdl/examples/, valid against its contract.
 3. Drift: the spyne models describe the same elements, occurrences and facets as the XSDs.
 4. Round trip: spyne reads the examples, and what spyne writes is valid against the XSDs.
@@ -24,7 +25,8 @@ from spyne.protocol.xml import XmlDocument
 from spyne.server.wsgi import WsgiApplication
 
 from services.models import CONTRACTS, Contract, Operation, from_xml, to_xml
-from services.models import account_sync, bank_payment, card_activation, order_sync
+from services.models import (account_sync, bank_payment, bill_query, card_activation, info_query,
+                             order_sync, provisioning, reverse_sync, top_up)
 from services.models.common import (
     FAULT_NS, HEAD_NS, PROVINCE_CODES, TYPES_NS, WSDL_DIR, BssFault, UniBssHead, body_ns,
     head_ref, required,
@@ -34,8 +36,11 @@ XS = "http://www.w3.org/2001/XMLSchema"
 WSDL = "http://schemas.xmlsoap.org/wsdl/"
 SOAP11_BIND = "http://schemas.xmlsoap.org/wsdl/soap/"
 SOAP11_HTTP = "http://schemas.xmlsoap.org/soap/http"
+SOAP12_BIND = "http://schemas.xmlsoap.org/wsdl/soap12/"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-SOAP12_MARKERS = ("http://schemas.xmlsoap.org/wsdl/soap12/", "http://www.w3.org/2003/05/soap-envelope")
+#: What every SOAP namespace (1.1 and 1.2 envelopes, encodings, WSDL bindings) contains: a schema
+#: names none of them.
+SOAP_MARKERS = ("schemas.xmlsoap.org/soap", "schemas.xmlsoap.org/wsdl/soap", "www.w3.org/2003/05/soap")
 EXAMPLES = WSDL_DIR / "examples"
 UNICOM_PREFIXES = ("130", "131", "132", "145", "155", "156", "166", "175", "176", "185", "186")
 
@@ -76,7 +81,8 @@ def _example(contract, op):
 # ======================================================================================
 
 def test_registry_matches_the_wsdl_folder():
-    assert list(CONTRACTS) == ["BankPayment", "OrderSync", "CardActivation", "AccountSync"]
+    assert list(CONTRACTS) == ["BankPayment", "OrderSync", "CardActivation", "AccountSync",
+                               "BillQuery", "Provisioning", "TopUp", "ReverseSync", "InfoQuery"]
     for name, c in CONTRACTS.items():
         assert isinstance(c, Contract)
         assert c.name == name
@@ -97,11 +103,14 @@ def test_file_basenames_are_unique():
 
 
 @pytest.mark.parametrize("path", CONTRACT_FILES, ids=lambda p: str(p.relative_to(WSDL_DIR)))
-def test_file_parses_and_never_mentions_soap12(path):
+def test_file_parses_and_only_a_wsdl_mentions_soap(path):
+    """SOAP belongs to the WSDL's bindings; a schema that names a SOAP namespace (say, a stray
+    SOAP 1.2 declaration) changes what some generators build (gSOAP picks its protocol from it)."""
     _parse(path)
-    text = path.read_text(encoding="utf-8")
-    for marker in SOAP12_MARKERS:
-        assert marker not in text, "%s mentions SOAP 1.2 (%s): gSOAP would build a 1.2 client" % (path, marker)
+    if path.suffix == ".xsd":
+        text = path.read_text(encoding="utf-8")
+        for marker in SOAP_MARKERS:
+            assert marker not in text, "%s mentions a SOAP namespace (%s)" % (path, marker)
 
 
 @pytest.mark.parametrize("path", CONTRACT_FILES, ids=lambda p: str(p.relative_to(WSDL_DIR)))
@@ -149,7 +158,7 @@ def test_declares_only_namespaces_it_uses(path):
 
 
 @pytest.mark.parametrize("contract", CONTRACTS.values(), ids=lambda c: c.name)
-def test_wsdl_is_soap11_document_literal_wrapped(contract):
+def test_wsdl_is_document_literal_wrapped_over_soap11_and_soap12(contract):
     root = _parse(contract.wsdl_path).getroot()
     tns = contract.namespace
     assert root.tag == _q("definitions", WSDL)
@@ -180,26 +189,38 @@ def test_wsdl_is_soap11_document_literal_wrapped(contract):
         assert _resolve_qname(o, o.find(_q("input", WSDL)).get("message")) == (tns, o.get("name") + "Request")
         assert _resolve_qname(o, o.find(_q("output", WSDL)).get("message")) == (tns, o.get("name") + "Response")
 
-    (binding,) = root.iterfind(_q("binding", WSDL))
-    assert binding.get("name") == contract.name + "Soap11Binding"
-    assert _resolve_qname(binding, binding.get("type")) == (tns, contract.name + "PortType")
-    soap_binding = binding.find(_q("binding", SOAP11_BIND))
-    assert soap_binding.get("style") == "document" and soap_binding.get("transport") == SOAP11_HTTP
-    b_ops = {o.get("name"): o for o in binding.iterfind(_q("operation", WSDL))}
-    assert set(b_ops) == set(ops), "every portType operation needs a binding operation and vice versa"
-    for name, o in b_ops.items():
-        assert o.find(_q("operation", SOAP11_BIND)).get("soapAction") == name
-        for direction in ("input", "output"):
-            body = o.find("%s/%s" % (_q(direction, WSDL), _q("body", SOAP11_BIND)))
-            assert body is not None and body.get("use") == "literal" and not body.get("parts")
+    # exactly two bindings of the one portType: SOAP 1.1 first, then SOAP 1.2, both of every operation
+    bindings = root.findall(_q("binding", WSDL))
+    assert [b.get("name") for b in bindings] == [contract.name + "Soap11Binding", contract.name + "Soap12Binding"]
+    for binding, soap_ns in zip(bindings, (SOAP11_BIND, SOAP12_BIND)):
+        assert _resolve_qname(binding, binding.get("type")) == (tns, contract.name + "PortType")
+        (soap_binding,) = [c for c in binding if etree.QName(c).localname == "binding"]
+        assert soap_binding.tag == _q("binding", soap_ns), "%s: not %s" % (binding.get("name"), soap_ns)
+        assert soap_binding.get("style") == "document" and soap_binding.get("transport") == SOAP11_HTTP
+        b_ops = binding.findall(_q("operation", WSDL))
+        assert [o.get("name") for o in b_ops] == ops, \
+            "%s must bind every portType operation, in portType order" % binding.get("name")
+        for o in b_ops:
+            name = o.get("name")
+            (soap_op,) = [c for c in o if etree.QName(c).namespace in (SOAP11_BIND, SOAP12_BIND)]
+            assert soap_op.tag == _q("operation", soap_ns)
+            assert soap_op.get("soapAction") == name and soap_op.get("style") == "document"
+            for direction in ("input", "output"):
+                (body,) = list(o.find(_q(direction, WSDL)))
+                assert body.tag == _q("body", soap_ns), "%s %s: %s" % (name, direction, body.tag)
+                assert body.get("use") == "literal" and not body.get("parts")
 
+    # one service, two ports at the same address: the SOAP 1.1 one first
     (service,) = root.iterfind(_q("service", WSDL))
     assert service.get("name") == contract.name
-    (port,) = service.iterfind(_q("port", WSDL))
-    assert port.get("name") == contract.name + "Soap11"
-    assert _resolve_qname(port, port.get("binding")) == (tns, contract.name + "Soap11Binding")
-    address = port.find(_q("address", SOAP11_BIND)).get("location")
-    assert address == "http://localhost:8080/ws/" + contract.name
+    ports = service.findall(_q("port", WSDL))
+    assert [p.get("name") for p in ports] == [contract.name + "Soap11", contract.name + "Soap12"]
+    for port, soap_ns in zip(ports, (SOAP11_BIND, SOAP12_BIND)):
+        binding_name = port.get("name") + "Binding"
+        assert _resolve_qname(port, port.get("binding")) == (tns, binding_name)
+        (address,) = list(port)
+        assert address.tag == _q("address", soap_ns)
+        assert address.get("location") == "http://localhost:8080/ws/" + contract.name
 
 
 def _seq(node):
@@ -311,6 +332,28 @@ def test_the_schema_rejects_what_it_should(schemas):
             node = node[p]
         node[leaf] = bad
         assert not schemas["BankPayment"].validate(to_xml(c, "Pay", data)), path
+
+
+@pytest.mark.parametrize("service,operation,field,bad", [
+    ("BillQuery", "QueryCallDetails", "PAGE_SIZE", 201),
+    ("BillQuery", "QueryCallDetails", "PAGE_NO", 0),
+    ("BillQuery", "QueryCallDetails", "DETAIL_TYPE", "4"),
+    ("Provisioning", "SubmitWorkOrder", "COMMANDS", {"COMMAND": [{"CMD_CODE": "OPEN_ACCOUNT"}] * 51}),
+    ("Provisioning", "SubmitWorkOrder", "COMMANDS", {}),
+    ("Provisioning", "ReportWorkOrderResult", "WORK_STATE", "4"),
+    ("OrderSync", "NotifyOrderStatus", "ORDER_STATE", "60"),
+    ("TopUp", "TopUp", "CARD_NO", "95100000000002"),
+    ("ReverseSync", "SyncVacChange", "ACTION", "1"),
+    ("InfoQuery", "QueryNumbers", "PREFIX", "12"),
+    ("InfoQuery", "QueryNumbers", "PREFIX", "18607551"),
+    ("InfoQuery", "QueryNumbers", "MAX_COUNT", 101),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_the_new_schemas_reject_what_they_should(schemas, service, operation, field, bad):
+    c = CONTRACTS[service]
+    data = _example(c, c.operations[operation])
+    assert schemas[service].validate(to_xml(c, operation, data))
+    data["UNI_BSS_BODY"][field] = bad
+    assert not schemas[service].validate(to_xml(c, operation, data)), (field, bad)
 
 
 def test_to_xml_orders_children_and_refuses_nonsense():
@@ -708,6 +751,19 @@ def test_spot_check_values():
     assert sync.UNI_BSS_BODY.SYNC_SEQ == 1024
     assert sync.UNI_BSS_BODY.CUSTOMER.CUST_NAME == "王建国"
     assert [s.INST_TYPE for s in sync.UNI_BSS_BODY.SUBSCRIPTIONS.SUBSCRIPTION] == ["P", "S", "D"]
+    prov = CONTRACTS["Provisioning"]
+    work = XmlDocument().from_element(None, prov.operations["SubmitWorkOrder"].request_wrapper,
+                                      to_xml(prov, "SubmitWorkOrder",
+                                             _example(prov, prov.operations["SubmitWorkOrder"])))
+    assert [c.CMD_CODE for c in work.UNI_BSS_BODY.COMMANDS.COMMAND] == ["OPEN_ACCOUNT", "OPEN_3G_DATA",
+                                                                        "OPEN_VOICEMAIL"]
+    assert work.UNI_BSS_BODY.COMMANDS.COMMAND[2].CMD_PARAM is None
+    bills = CONTRACTS["BillQuery"]
+    details = XmlDocument().from_element(None, bills.operations["QueryCallDetails"].request_wrapper,
+                                         to_xml(bills, "QueryCallDetails",
+                                                _example(bills, bills.operations["QueryCallDetails"])))
+    assert (details.UNI_BSS_BODY.DETAIL_TYPE, details.UNI_BSS_BODY.PAGE_NO, details.UNI_BSS_BODY.PAGE_SIZE) == \
+        ("1", 1, 20)
 
 
 _OK = {"RSP_TYPE": "0", "RSP_CODE": "0000", "RSP_DESC": "成功"}
@@ -740,7 +796,53 @@ RESPONSE_BODIES = {
     ("CardActivation", "QueryCardStatus"): {
         "CARD_NO": "510240315000123", "CARD_STATE": "1", "FACE_VALUE": 5000, "PROVINCE_CODE": "51",
         "EXPIRE_DATE": "20251231"},
-    ("AccountSync", "SyncThreeAccount"): {"USER_ID": "1724031500067890", "SYNC_SEQ": 1024, "APPLIED": "0"},
+    ("OrderSync", "NotifyOrderStatus"): {"ORDER_ID": "ES2024031500001234"},
+    ("AccountSync", "SyncThreeAccount"): {
+        "USER_ID": "1724031500067890", "SYNC_SEQ": 1024, "APPLIED": "0",
+        "RECIPIENTS": {"RECIPIENT": [
+            {"PEER": "BILLING-17", "RSP_CODE": "0000", "RSP_DESC": "applied"},
+            {"PEER": "HQ-CRM", "RSP_CODE": "9002", "RSP_DESC": "HQ-CRM did not answer within 10 s"}]}},
+    ("BillQuery", "QueryBill"): {
+        "SERIAL_NUMBER": "18603011234", "BILL_CYCLE": "202402", "CUST_NAME": "**明", "TOTAL_FEE": 15830,
+        "PAID_FEE": 0, "UNPAID_FEE": 15830,
+        "BILL_ITEMS": {"BILL_ITEM": [
+            {"ITEM_CODE": "1001", "ITEM_NAME": "月租费", "FEE": 9600},
+            {"ITEM_CODE": "2001", "ITEM_NAME": "国内通话费", "FEE": 7230},
+            {"ITEM_CODE": "9001", "ITEM_NAME": "套餐优惠", "FEE": -1000}]}},
+    ("BillQuery", "QueryCallDetails"): {
+        "SERIAL_NUMBER": "18610012345", "BILL_CYCLE": "202402", "TOTAL_COUNT": 57,
+        "CALL_DETAILS": {"CALL_DETAIL": [
+            {"START_TIME": "20240201083015", "OTHER_PARTY": "13901012345", "DURATION": 185, "CALL_TYPE": "MO",
+             "FEE": 60},
+            {"START_TIME": "20240201120744", "OTHER_PARTY": "01065881234", "DURATION": 42, "CALL_TYPE": "MT",
+             "FEE": 0}]}},
+    ("BillQuery", "QueryBalance"): {
+        "SERIAL_NUMBER": "15605318866", "USER_STATE": "00", "BALANCE": 3620, "ARREARS_FEE": 0},
+    ("Provisioning", "SubmitWorkOrder"): {"TRADE_ID": "9924031514062000311", "WORK_STATE": "0"},
+    ("Provisioning", "ReportWorkOrderResult"): {
+        "TRADE_ID": "9924031514062000311", "ORDER_ID": "ES2024031500001234", "ORDER_STATE": "30"},
+    ("TopUp", "TopUp"): {
+        "TOPUP_SERIAL": "YKC202403151200300001", "SERIAL_NUMBER": "18603011234", "CARD_NO": "951000000000022",
+        "AMOUNT": 5000, "BALANCE": -5000, "BILL_SERIAL": "TU000000000001", "ACCT_DATE": "20240315"},
+    ("TopUp", "QueryTopUp"): {
+        "TOPUP_SERIAL": "YKC202403151200300001", "SERIAL_NUMBER": "18603011234", "CARD_NO": "951000000000022",
+        "AMOUNT": 5000, "TOPUP_STATE": "0", "TRADE_TIME": "20240315120030"},
+    ("TopUp", "QueryBalance"): {
+        "SERIAL_NUMBER": "18610012345", "USER_STATE": "00", "BALANCE": 4250, "ARREARS_FEE": 0},
+    ("ReverseSync", "SyncVacChange"): {
+        "SERIAL_NUMBER": "15605318866", "VAC_SEQ": "1724031509300000123", "IS_3G": "1", "SYNCED": "1"},
+    ("InfoQuery", "QueryProducts"): {"PRODUCTS": {"PRODUCT": [
+        {"PRODUCT_ID": "99002401", "PRODUCT_NAME": "沃3G 96元基本套餐", "PRODUCT_TYPE": "A", "NET_TYPE_CODE": "50",
+         "MONTHLY_FEE": 9600, "PRODUCT_DESC": "国内通话240分钟，国内流量300MB"},
+        {"PRODUCT_ID": "99002402", "PRODUCT_NAME": "沃3G 126元基本套餐", "PRODUCT_TYPE": "A",
+         "NET_TYPE_CODE": "50", "MONTHLY_FEE": 12600}]}},
+    ("InfoQuery", "QueryNumbers"): {"NUMBERS": {"NUMBER_INFO": [
+        {"SERIAL_NUMBER": "18607558888", "NUMBER_LEVEL": "1", "PRE_FEE": 50000},
+        {"SERIAL_NUMBER": "18607551233", "NUMBER_LEVEL": "2", "PRE_FEE": 10000},
+        {"SERIAL_NUMBER": "18607551274", "NUMBER_LEVEL": "3", "PRE_FEE": 0}]}},
+    ("InfoQuery", "QueryChannels"): {"CHANNELS": {"CHANNEL": [
+        {"CHANNEL_ID": "51010001", "CHANNEL_NAME": "深圳福田自有营业厅", "CHANNEL_TYPE": "01"},
+        {"CHANNEL_ID": "51030001", "CHANNEL_NAME": "广东联通网上营业厅", "CHANNEL_TYPE": "03"}]}},
 }
 
 
@@ -834,5 +936,22 @@ def test_spyne_writes_a_business_error_without_body(schemas):
 
 
 def test_modules_export_their_contracts():
-    assert [m.CONTRACT for m in (bank_payment, order_sync, card_activation, account_sync)] == \
-        list(CONTRACTS.values())
+    modules = (bank_payment, order_sync, card_activation, account_sync, bill_query, provisioning, top_up,
+               reverse_sync, info_query)
+    assert [m.CONTRACT for m in modules] == list(CONTRACTS.values())
+    for m in modules:
+        assert m.SERVICE == m.CONTRACT.name and m.NS == m.CONTRACT.namespace
+        missing = [name for name in m.__all__ if not hasattr(m, name)]
+        assert not missing, "%s.__all__ names %s, which it does not define" % (m.__name__, missing)
+
+
+def test_order_state_is_one_shared_type():
+    """OrderSync and Provisioning answer ORDER_STATE with the same bss:OrderStateType."""
+    assert order_sync.OrderStateType is provisioning.OrderStateType
+    assert order_sync.OrderStateType.get_namespace() == TYPES_NS
+    assert list(order_sync.ORDER_STATES) == list(order_sync.OrderStateType.Attributes.values)
+    for contract, rsp in ((CONTRACTS["OrderSync"], "QueryOrderStatusRsp"),
+                          (CONTRACTS["Provisioning"], "ReportWorkOrderResultRsp")):
+        xsd = XsdModel(contract.xsd_path)
+        (state,) = [e for e in _seq(xsd.complex[(contract.namespace, rsp)][0]) if e.get("name") == "ORDER_STATE"]
+        assert _resolve_qname(state, state.get("type")) == (TYPES_NS, "OrderStateType")

@@ -1,7 +1,8 @@
-""".NET (Mono): `wsdl` generates a proxy class from each service's ?wsdl on the running bus
-(namespace ``Bss.<Service>``), `mcs` compiles the four with src/BssClient.cs, and one `mono`
-run calls every operation through the generated proxies (System.Web.Services, the classic
-"web reference" a .NET bank client is built from).
+""".NET (Mono): `wsdl -protocol:SOAP` generates a proxy class from each service's ?wsdl on the
+running bus (namespace ``Bss.<Service>``) for its SOAP 1.1 binding (``-protocol:SOAP12`` would
+take the SOAP 1.2 one), `mcs` compiles them with src/BssClient.cs, and one `mono` run calls
+every operation through the generated proxies (System.Web.Services, the classic "web
+reference" a .NET bank client is built from).
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ def dotnet_run(clients_bus, tmp_path_factory):
     def body(out: ClientRun):
         need("wsdl", "mcs", "mono", how="apt-get install mono-devel")
         for service in SERVICES:
-            out.logs[f"wsdl {service}"] = run(["wsdl", "-nologo", f"-out:{service}.cs", f"-namespace:Bss.{service}",
-                                               wsdl_url(clients_bus.url, service)], cwd=work)
+            out.logs[f"wsdl {service}"] = run(["wsdl", "-nologo", "-protocol:SOAP", f"-out:{service}.cs",
+                                               f"-namespace:Bss.{service}", wsdl_url(clients_bus.url, service)],
+                                              cwd=work)
         shutil.copy(SRC / "BssClient.cs", work)
         out.logs["mcs"] = run(["mcs", "-nologo", "-out:BssClient.exe", "-r:System.Web.Services.dll",
                                "-r:System.Xml.dll", "BssClient.cs", *(f"{s}.cs" for s in SERVICES)], cwd=work)

@@ -1,12 +1,14 @@
-"""gSOAP (C++): `wsdl2h` reads the four services' ?wsdl from the running bus into one header,
+"""gSOAP (C++): `wsdl2h -Nbss` reads every service's ?wsdl from the running bus into one header,
 `soapcpp2` generates the stubs and serializers (default settings; -C only leaves out the
 server side), g++ builds them with src/bss_client.cpp against libgsoap++, and one run calls
 every operation.
 
-src/bss_client.cpp reads each request with the generated deserializer, calls the generated
-``soap_call___nsN__Op`` stub (to the endpoint the WSDL names) and writes the answer with the
-generated serializer; the header's RSP_CODE and MSG_SENDER are also read from the generated
-classes.
+Each WSDL binds its port type with SOAP 1.1 and with SOAP 1.2. ``-Nbss`` makes wsdl2h turn each
+binding into a service of its own (bss, bss2, bss3, ...: without it wsdl2h merges the two and
+warns), so the client picks the SOAP 1.1 binding by name: src/bss_client.cpp reads each request
+with the generated deserializer, calls the SOAP 1.1 binding's ``soap_call___bssK__Op`` stub (to
+the endpoint the WSDL names) as SOAP 1.1 and writes the answer with the generated serializer;
+the header's RSP_CODE and MSG_SENDER are also read from the generated classes.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import re
 import shutil
 
 import pytest
+from lxml import etree
 
 from tests.e2e.clients.cases import cases_for, verify
 from tests.e2e.clients.support import (SERVICES, SRC, ClientRun, need, need_files, read_answers, run,
@@ -35,8 +38,9 @@ def gsoap_run(clients_bus, tmp_path_factory):
         need("g++", how="apt-get install g++")
         need_files("/usr/include/stdsoap2.h", f"{GSOAP_IMPORT}/stlvector.h", how=INSTALL)
         # The order fixes wsdl2h's prefixes: ns1 BankPayment, ns2 header, ns3 simple types,
-        # ns4 OrderSync, ns5 CardActivation, ns6 AccountSync (bss_client.cpp relies on them).
-        out.logs["wsdl2h"] = run(["wsdl2h", "-o", "bss.h",
+        # ns4 OrderSync, ns5 CardActivation, ns6 AccountSync, and the services of the bindings
+        # bss, bss2 (BankPayment SOAP 1.1, 1.2), bss3, bss4 (OrderSync)... (bss_client.cpp relies on them).
+        out.logs["wsdl2h"] = run(["wsdl2h", "-Nbss", "-o", "bss.h",
                                   *(wsdl_url(clients_bus.url, s) for s in SERVICES)], cwd=work)
         out.logs["soapcpp2"] = run(["soapcpp2", "-C", f"-I{GSOAP_IMPORT}", "bss.h"], cwd=work)
         shutil.copy(SRC / "bss_client.cpp", work)
@@ -54,14 +58,26 @@ def test_wsdl2h_and_soapcpp2_generate_without_warnings(gsoap_run):
     assert not any(found.values()), f"gSOAP warned about the contracts: {found}"
 
 
-def test_gsoap_generates_a_soap11_client(gsoap_run):
-    """A stray SOAP 1.2 namespace in a WSDL makes wsdl2h emit a SOAP 1.2 client (DESIGN.md)."""
+def test_gsoap_makes_a_service_of_each_binding(gsoap_run):
+    """wsdl2h -Nbss: one gSOAP service a WSDL binding, SOAP 1.1 then SOAP 1.2 for each contract,
+    numbered in the order bss_client.cpp relies on."""
     header = (gsoap_run.built().folder / "bss.h").read_text(encoding="utf-8")
-    protocols = set(re.findall(r"^//gsoap \S+\s+service method-protocol:\s+\S+\s+(\S+)", header, re.M))
-    assert protocols == {"SOAP"}, f"wsdl2h chose the protocols {protocols} (SOAP is 1.1)"
-    assert "soap12" not in header and "2003/05/soap-envelope" not in header
-    nsmap = (gsoap_run.folder / "BankPaymentSoap11Binding.nsmap").read_text(encoding="utf-8")
-    assert '"SOAP-ENV", "http://schemas.xmlsoap.org/soap/envelope/"' in nsmap
+    services = dict(re.findall(r"^//gsoap (\S+)\s+service name:\s+(\S+)", header, re.M))  # prefix -> binding
+    bindings = [f"{s}Soap{v}Binding" for s in SERVICES for v in ("11", "12")]
+    assert services == {("bss" if n == 0 else f"bss{n + 1}"): b for n, b in enumerate(bindings)}
+    for service in SERVICES:
+        assert (gsoap_run.folder / f"{service}Soap11Binding.nsmap").is_file()
+
+
+def test_gsoap_client_speaks_soap11(gsoap_run, clients_bus):
+    """The SOAP 1.2 bindings make wsdl2h import soap12.h (a SOAP 1.2 envelope by default):
+    bss_client.cpp runs on a SOAP 1.1 namespace table, and the bus received SOAP 1.1 envelopes only."""
+    gsoap_run.built()
+    for case in CASES:
+        hops = clients_bus.bus.journal.hops(case.trans_ido)
+        assert hops, f"the bus journalled nothing for {case.id}"
+        envelope = etree.fromstring(hops[0]["request"])
+        assert etree.QName(envelope).namespace == "http://schemas.xmlsoap.org/soap/envelope/", case.id
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)

@@ -1,4 +1,5 @@
-"""zeep and suds, loading each service's ?wsdl from the running bus, call every operation.
+"""zeep and suds, loading each service's ?wsdl from the running bus, call every operation
+through the service's SOAP 1.1 port (``<Service>Soap11``), named explicitly.
 
 zeep is the bus's own client library (but here it reads the served contract, not the files in
 wsdl/); suds is the older Python client some province systems still run.
@@ -38,7 +39,7 @@ def zeep_run(clients_bus):
         settings = zeep.Settings(strict=True, forbid_dtd=True)
         try:
             services = {name: zeep.Client(wsdl_url(clients_bus.url, name), transport=transport,
-                                          settings=settings).service for name in SERVICES}
+                                          settings=settings).bind(name, f"{name}Soap11") for name in SERVICES}
         except Exception as exc:
             raise ToolError(f"zeep cannot load the WSDLs: {type(exc).__name__}: {exc}") from exc
         _call_all(run, ZEEP_CASES, lambda case: serialize_object(
@@ -64,8 +65,8 @@ def suds_run(clients_bus):
             return value
 
         try:
-            services = {name: Client(wsdl_url(clients_bus.url, name), cache=None, timeout=30).service
-                        for name in SERVICES}
+            services = {name: Client(wsdl_url(clients_bus.url, name), cache=None,
+                                     timeout=30).service[f"{name}Soap11"] for name in SERVICES}
         except Exception as exc:
             raise ToolError(f"suds cannot load the WSDLs: {type(exc).__name__}: {exc}") from exc
         _call_all(run, SUDS_CASES, lambda case: plain(

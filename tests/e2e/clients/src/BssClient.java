@@ -87,11 +87,19 @@ public class BssClient {
         throw new IllegalArgumentException("no port type method for " + service + "." + operation);
     }
 
-    /** new bss.bankpayment.BankPayment().getBankPaymentSoap11(), once a service. */
+    /** new bss.bankpayment.BankPayment().getBankPaymentSoap11(), once a service: the SOAP 1.1 port. */
     static Object port(String pkg, String service) throws Exception {
         Object port = PORTS.get(service);
         if (port == null) {
-            Object svc = Class.forName(pkg + "." + service).getConstructor().newInstance();
+            // JAX-WS names the service class <Service>_Service when a generated class already has
+            // the service's name (TopUp: the TopUp operation's request wrapper).
+            Class<?> cls;
+            try {
+                cls = Class.forName(pkg + "." + service + "_Service");
+            } catch (ClassNotFoundException e) {
+                cls = Class.forName(pkg + "." + service);
+            }
+            Object svc = cls.getConstructor().newInstance();
             port = svc.getClass().getMethod("get" + service + "Soap11").invoke(svc);
             PORTS.put(service, port);
         }

@@ -1,17 +1,27 @@
-// A gSOAP client of the four bssbus services, built from the code that `wsdl2h` + `soapcpp2`
-// (default settings) generate from the bus's ?wsdl (tests/e2e/clients/test_gsoap_client.py).
+// A gSOAP client of the bssbus services, built from the code that `wsdl2h -Nbss` + `soapcpp2`
+// (default settings otherwise) generate from the bus's ?wsdl
+// (tests/e2e/clients/test_gsoap_client.py).
 //
 // Usage: bss_client PLAN.tsv
 // Each plan line is "id<TAB>Service<TAB>Operation<TAB>request.xml<TAB>response.xml". The request
-// wrapper element is read with the generated deserializer (soap_read__nsN__Op), sent with the
-// generated stub (soap_call___nsN__Op, to the endpoint written in the WSDL), and the answer's
-// <Op>Result is written with the generated serializer to response.xml. One JSON line per call
-// on stdout: {"id", "ok", "rsp_code", "sender"} read through the generated classes, or
-// {"id", "ok": false, "error"}.
+// wrapper element is read with the generated deserializer (soap_read__nsN__Op), sent as SOAP 1.1
+// with the generated stub of the service's SOAP 1.1 binding (soap_call___bssK__Op, to the
+// endpoint written in the WSDL), and the answer's <Op>Result is written with the generated
+// serializer to response.xml. One JSON line per call on stdout: {"id", "ok", "rsp_code",
+// "sender"} read through the generated classes, or {"id", "ok": false, "error"}.
 //
 // wsdl2h numbers the namespaces in the order it reads them: it is given BankPayment, OrderSync,
-// CardActivation, AccountSync, so their bodies are ns1, ns4, ns5, ns6 (ns2 the header, ns3 the
-// shared simple types).
+// CardActivation, AccountSync first (then the other services), so their bodies are ns1, ns4,
+// ns5, ns6 (ns2 the header, ns3 the shared simple types).
+//
+// Every WSDL binds its port type twice, SOAP 1.1 first and SOAP 1.2 second. With -Nbss wsdl2h
+// makes one service of each binding, numbered in the order it reads them: bss
+// (BankPaymentSoap11Binding), bss2 (BankPaymentSoap12Binding), bss3 (OrderSyncSoap11Binding),
+// bss4, bss5 (CardActivationSoap11Binding), bss6, bss7 (AccountSyncSoap11Binding), bss8, ...
+// This client calls the SOAP 1.1 bindings' stubs only. The SOAP 1.2 bindings make wsdl2h import
+// soap12.h, so the generated namespace tables (*.nsmap) name the SOAP 1.2 envelope: the client
+// runs on a copy of the table that names the SOAP 1.1 envelope and encoding instead
+// (soap_set_version() does not last: soap_end() drops the context's copy of the table).
 #include "soapH.h"
 #include "BankPaymentSoap11Binding.nsmap"
 
@@ -39,6 +49,16 @@ static std::string json_str(const std::string *s) {
     return out + "\"";
 }
 
+// The generated namespace table with the SOAP 1.1 envelope and encoding (entries 0 and 1).
+static std::vector<struct Namespace> soap11_namespaces() {
+    std::vector<struct Namespace> table;
+    for (const struct Namespace *ns = namespaces; ns->id != NULL; ++ns) table.push_back(*ns);
+    table.push_back(Namespace());   // the table ends with an all-NULL entry
+    table[0].ns = "http://schemas.xmlsoap.org/soap/envelope/";
+    table[1].ns = "http://schemas.xmlsoap.org/soap/encoding/";
+    return table;
+}
+
 static std::string soap_error(struct soap *soap) {
     std::ostringstream msg;
     soap_stream_fault(soap, msg);
@@ -51,7 +71,7 @@ static void fail(const std::string &id, const std::string &why) {
 }
 
 // One operation: read the request, call, check the typed answer, write <Op>Result.
-#define OPERATION(NS, SERVICE, OP)                                                                    \
+#define OPERATION(NS, BINDING, SERVICE, OP)                                                           \
     if (key == #SERVICE "." #OP) {                                                                    \
         _##NS##__##OP req;                                                                            \
         _##NS##__##OP##Response resp;                                                                 \
@@ -62,7 +82,7 @@ static void fail(const std::string &id, const std::string &why) {
             soap->is = NULL; continue;                                                                \
         }                                                                                             \
         soap->is = NULL;                                                                              \
-        if (soap_call___##NS##__##OP(soap, NULL, NULL, &req, resp) != SOAP_OK) {                      \
+        if (soap_call___##BINDING##__##OP(soap, NULL, NULL, &req, resp) != SOAP_OK) {                 \
             fail(id, soap_error(soap)); continue;                                                     \
         }                                                                                             \
         NS##__##OP##Result *result = resp.OP##Result;                                                 \
@@ -93,6 +113,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     struct soap *soap = soap_new1(SOAP_C_UTFSTRING);   // std::string members hold UTF-8
+    std::vector<struct Namespace> soap11 = soap11_namespaces();
+    soap_set_namespaces(soap, soap11.data());          // SOAP 1.1 envelopes (see the top)
     soap->connect_timeout = 10;
     soap->recv_timeout = 30;
     soap->send_timeout = 30;
@@ -107,15 +129,15 @@ int main(int argc, char **argv) {
         const std::string &id = f[0], key = f[1] + "." + f[2], &request_file = f[3], &response_file = f[4];
         soap_destroy(soap);
         soap_end(soap);
-        OPERATION(ns1, BankPayment, QueryArrears)
-        OPERATION(ns1, BankPayment, QueryBalance)
-        OPERATION(ns1, BankPayment, Pay)
-        OPERATION(ns1, BankPayment, Reverse)
-        OPERATION(ns4, OrderSync, SyncOrder)
-        OPERATION(ns4, OrderSync, QueryOrderStatus)
-        OPERATION(ns5, CardActivation, ActivateCards)
-        OPERATION(ns5, CardActivation, QueryCardStatus)
-        OPERATION(ns6, AccountSync, SyncThreeAccount)
+        OPERATION(ns1, bss, BankPayment, QueryArrears)
+        OPERATION(ns1, bss, BankPayment, QueryBalance)
+        OPERATION(ns1, bss, BankPayment, Pay)
+        OPERATION(ns1, bss, BankPayment, Reverse)
+        OPERATION(ns4, bss3, OrderSync, SyncOrder)
+        OPERATION(ns4, bss3, OrderSync, QueryOrderStatus)
+        OPERATION(ns5, bss5, CardActivation, ActivateCards)
+        OPERATION(ns5, bss5, CardActivation, QueryCardStatus)
+        OPERATION(ns6, bss7, AccountSync, SyncThreeAccount)
         fail(id, "this client has no operation " + key);
     }
     soap_destroy(soap);

@@ -4,13 +4,24 @@
 // Usage: NODE_PATH=tests/e2e/clients/node/node_modules node bss_client.js BUS_URL PLAN.tsv
 // Each plan line is "id<TAB>Service<TAB>Operation<TAB>request.json<TAB>(unused)"; request.json
 // holds the request wrapper's children (UNI_BSS_HEAD, UNI_BSS_BODY) as in wsdl/examples/.
-// The client is created from BUS_URL/ws/<Service>?wsdl (and its ?xsd= imports) and posts to
-// the soap:address the WSDL names. One JSON line per call: {"id", "ok": true, "result"} or
-// {"id", "ok": false, "error"}.
+// The client is created from BUS_URL/ws/<Service>?wsdl (and its ?xsd= imports); each call goes
+// through the service's SOAP 1.1 port, client.<Service>.<Service>Soap11.<Operation> (node-soap's
+// shortcut client.<Operation> is the last port's: the SOAP 1.2 one), to the soap:address that
+// port names. One JSON line per call: {"id", "ok": true, "result"} or {"id", "ok": false, "error"}.
 'use strict';
 
 const fs = require('fs');
 const soap = require('soap');
+
+// Call one operation of a port: node-soap's port methods take a callback.
+function call(port, operation, args) {
+  if (!port || typeof port[operation] !== 'function') {
+    return Promise.reject(new Error(`the SOAP 1.1 port has no operation ${operation}`));
+  }
+  return new Promise((resolve, reject) => {
+    port[operation](args, (err, result) => (err ? reject(err) : resolve(result)), { timeout: 30000 });
+  });
+}
 
 async function main() {
   const [bus, planFile] = process.argv.slice(2);
@@ -31,7 +42,7 @@ async function main() {
         });
       }
       const args = JSON.parse(fs.readFileSync(requestFile, 'utf8'));
-      const [answer] = await clients[service][`${operation}Async`](args, { timeout: 30000 });
+      const answer = await call(clients[service][service][`${service}Soap11`], operation, args);
       out = { id, ok: true, result: answer[`${operation}Result`] };
     } catch (err) {
       const body = err && err.body ? ` | response: ${err.body}` : '';

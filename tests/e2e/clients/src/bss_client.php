@@ -6,8 +6,10 @@
 // Each plan line is "id<TAB>Service<TAB>Operation<TAB>request.json<TAB>(unused)"; request.json
 // holds the request wrapper's children (UNI_BSS_HEAD, UNI_BSS_BODY) as in wsdl/examples/.
 // SoapClient loads BUS_URL/ws/<Service>?wsdl (and its ?xsd= imports) and posts to the
-// soap:address the WSDL names. One JSON line per call: {"id", "ok": true, "result"} or
-// {"id", "ok": false, "error"}.
+// soap:address the WSDL names. SoapClient has no port selection: each operation is bound to the
+// first port that has it, <Service>Soap11 (listed before <Service>Soap12), and 'soap_version'
+// => SOAP_1_1 makes the envelope SOAP 1.1. One JSON line per call: {"id", "ok": true, "result"}
+// or {"id", "ok": false, "error"}.
 
 if ($argc !== 3) {
     fwrite(STDERR, "usage: php bss_client.php BUS_URL PLAN.tsv\n");
