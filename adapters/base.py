@@ -19,7 +19,7 @@ from zeep.helpers import serialize_object
 from zeep.plugins import Plugin
 from zeep.transports import Transport
 
-from bus.faults import PeerFault, PeerTimeout, PeerUnavailable
+from bus.faults import BusFault, PeerFault, PeerTimeout, PeerUnavailable
 from bus.message import Message, Reply
 from config.settings import ConfigError, PeerConfig, did_you_mean
 from services.models import CONTRACTS
@@ -139,20 +139,24 @@ class Adapter:
         url = self.endpoint(message.service, decision.url)
         started = time.perf_counter()
         try:
-            head, body = self.exchange(self.proxy(message.service, url), message, decision)
-        except zeep.exceptions.Fault as exc:
-            raise PeerFault(f"Peer {name} answered {message.operation} with a SOAP fault "
-                            f"({exc.code}): {exc.message}", message.trans_ido, peer=name) from None
-        except requests.Timeout:
-            raise PeerTimeout(f"Peer {name} did not answer {message.operation} within "
-                              f"{self.peer.timeout:g} s.", message.trans_ido, peer=name) from None
-        except requests.ConnectionError:
-            raise PeerUnavailable(f"Peer {name} at {url} refused or dropped the connection.",
-                                  message.trans_ido, peer=name) from None
-        except (zeep.exceptions.TransportError, zeep.exceptions.XMLSyntaxError,
-                zeep.exceptions.ValidationError, etree.XMLSyntaxError, zeep.exceptions.Error) as exc:
-            raise PeerFault(f"Peer {name} gave an answer to {message.operation} the bus cannot use: "
-                            f"{exc}", message.trans_ido, peer=name) from None
+            try:
+                head, body = self.exchange(self.proxy(message.service, url), message, decision)
+            except zeep.exceptions.Fault as exc:
+                raise PeerFault(f"Peer {name} answered {message.operation} with a SOAP fault "
+                                f"({exc.code}): {exc.message}", message.trans_ido, peer=name) from None
+            except requests.Timeout:
+                raise PeerTimeout(f"Peer {name} did not answer {message.operation} within "
+                                  f"{self.peer.timeout:g} s.", message.trans_ido, peer=name) from None
+            except requests.ConnectionError:
+                raise PeerUnavailable(f"Peer {name} at {url} refused or dropped the connection.",
+                                      message.trans_ido, peer=name) from None
+            except (zeep.exceptions.TransportError, zeep.exceptions.XMLSyntaxError,
+                    zeep.exceptions.ValidationError, etree.XMLSyntaxError, zeep.exceptions.Error) as exc:
+                raise PeerFault(f"Peer {name} gave an answer to {message.operation} the bus cannot use: "
+                                f"{exc}", message.trans_ido, peer=name) from None
+        except BusFault as fault:   # keep what went over the wire, for the journal
+            fault.sent, fault.received = self.capture.take()
+            raise
         elapsed = (time.perf_counter() - started) * 1000
         sent, received = self.capture.take()
         return Reply(head=head, body=body, peer=name, raw_request=sent, raw_response=received,

@@ -142,8 +142,8 @@ class Bus:
             rsp_code=reply.rsp_code if reply else (fault.rsp_code if fault else None),
             fault_code=fault.code if fault else None,
             error=fault.message[:1000] if fault else None,
-            request=reply.raw_request if reply else None,
-            response=reply.raw_response if reply else None,
+            request=reply.raw_request if reply else (fault.sent or None if fault else None),
+            response=reply.raw_response if reply else (fault.received or None if fault else None),
             started_at=_utc(started), finished_at=_utc(time.time()),
             elapsed_ms=reply.elapsed_ms if reply else (time.time() - started) * 1000))
 

@@ -17,6 +17,8 @@ class BusFault(Exception):
 
     code = "Server"
     rsp_code = "9999"
+    sent: bytes = b""        # what the bus sent to a peer, when a peer call failed
+    received: bytes = b""    # what the peer answered, if anything
 
     def __init__(self, message: str, trans_ido: str | None = None, *, peer: str | None = None):
         super().__init__(message)

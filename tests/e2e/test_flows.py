@@ -221,6 +221,8 @@ def test_a_peer_fault_becomes_a_server_fault_naming_the_peer(sqlite_bus):
     assert "BILLING-74" in result.fault_string and "billing database is down" in result.fault_string
     out = sqlite_bus.bus.journal.hops(args["UNI_BSS_HEAD"]["TRANS_IDO"])[-1]
     assert (out["direction"], out["status"], out["target"]) == ("out", "fault", "BILLING-74")
+    assert u.msisdn.encode() in out["request"], "the journal keeps what the bus sent"
+    assert b"billing database is down" in out["response"], "and what the peer answered"
 
 
 def test_a_slow_peer_times_out_and_an_absent_one_is_unavailable(tmp_path):
