@@ -10,17 +10,19 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.engine import Engine
 
 from adapters import ADAPTERS, AdapterRegistry
 from bus.faults import BusFault, InternalError
+from bus.idempotency import IdempotentConsumer
 from bus.message import Message, Reply
 from bus.router import ContentBasedRouter, Decision
 from config.settings import Settings
 from dao.db import open_database
 from dao.journal import Journal
+from dao.idempotency import IdempotencyStore
 from dao.phases import PhaseStore, PhaseTable
 
 log = logging.getLogger("bssbus.bus")
@@ -37,6 +39,7 @@ class Bus:
         self.journal: Journal | None = None
         self.router: ContentBasedRouter | None = None
         self.phase_store: PhaseStore | None = None
+        self.idempotency: IdempotentConsumer | None = None
         self.adapters: AdapterRegistry | None = None
 
     def start(self, engine: Engine | None = None) -> "Bus":
@@ -46,6 +49,10 @@ class Bus:
         self.phase_store = PhaseStore(self.engine)
         self.phase_store.seed(self.settings.phases)
         self.router.phase_table = PhaseTable(self.phase_store, self.settings.phase_refresh_seconds)
+        longest = max((p.timeout for p in self.settings.peers.values()), default=10.0)
+        self.idempotency = IdempotentConsumer(IdempotencyStore(self.engine),
+                                              ttl=timedelta(hours=self.settings.idempotency_ttl_hours),
+                                              wait_seconds=2 * longest + 5)
         self.adapters = AdapterRegistry(self.settings.peers, ADAPTERS)
         return self
 
@@ -74,6 +81,8 @@ class Bus:
         if decision:
             values.update(target=decision.peer_name, province=decision.province,
                           route=decision.describe()[:200])
+        elif message is not None and message.duplicate_of:
+            values.update(status="duplicate", route=f"answered as message {message.duplicate_of}")
         self.journal.finish(entry_id, more=message.hops if message else (), **values)
 
     def reject(self, raw: bytes, fault: BusFault, service: str | None = None,
@@ -85,7 +94,12 @@ class Bus:
                             request=raw, response=response, elapsed_ms=0.0)
 
     # -- routing and delivery -----------------------------------------------------------
-    def handle(self, message: Message) -> tuple[Reply, Decision]:
+    def handle(self, message: Message) -> tuple[Reply, Decision | None]:
+        """Answer ``message`` once per idempotency key (:mod:`bus.idempotency`): a repeat gets
+        the first answer (and no decision: no peer was called)."""
+        return self.idempotency.run(message, self.route_and_deliver)
+
+    def route_and_deliver(self, message: Message) -> tuple[Reply, Decision]:
         """Route ``message``, call its peer (and any further recipients) and return the reply.
 
         With further recipients (EIP Recipient List) each one is called and journalled on its

@@ -24,6 +24,7 @@ class Message:
     msg_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     received_at: float = field(default_factory=time.time)
     hops: list[dict] = field(default_factory=list)   # outbound hops, journalled with the reply
+    duplicate_of: str | None = None                   # msg_id of the first message with its key
 
     # -- the keys people and the router search by ---------------------------------------
     @property

@@ -177,6 +177,11 @@ class Settings:
         return float(self.section("bus").get("phase_refresh_seconds", 2))
 
     @property
+    def idempotency_ttl_hours(self) -> float:
+        """How long the first answer to a message is kept for its repeats."""
+        return float(self.section("bus").get("idempotency_ttl_hours", 72))
+
+    @property
     def routes(self) -> list[dict]:
         return list(self.raw.get("routes") or [])
 

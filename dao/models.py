@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Float, Identity, Index, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, DateTime, Float, Identity, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ID = BigInteger().with_variant(Integer, "sqlite")
@@ -83,3 +83,21 @@ class PhaseChange(Base):
     reason: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (Index("ix_phase_change_province", "province"),)
+
+
+class IdempotencyKey(Base):
+    """IdempotentConsumer's memory: the key of a message, its state (``pending`` while the
+    first one is being handled, ``done`` after) and the first answer, kept until it expires."""
+
+    __tablename__ = "idempotency_key"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    service: Mapped[str] = mapped_column(String(40), nullable=False)
+    operation: Mapped[str] = mapped_column(String(40), nullable=False)
+    status: Mapped[str] = mapped_column(String(8), nullable=False)
+    msg_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    reply: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (Index("ix_idempotency_key_expires_at", "expires_at"),)

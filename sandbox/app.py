@@ -2,7 +2,8 @@
 
 Kinds: ``hq_crm``, ``hq_billing``, ``topup`` (one each) and ``province_crm``,
 ``province_billing`` (one per province code). Requests are read and validated exactly as
-the bus reads them (services/soap.py); ``?wsdl`` serves the contract with this address.
+the bus reads them (services/soap.py), in SOAP 1.1 or 1.2; ``?wsdl`` serves the contract with
+this address.
 """
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ import time
 from spyne import Fault
 
 from adapters import ADAPTERS
-from bus.faults import InternalError, PeerFault, UnknownOperation, fault_envelope
+from bus.faults import InternalError, PeerFault, UnknownOperation
 from services.contracts import ContractFiles
 from services.mapping import from_dict, to_dict
 from services.models import CONTRACTS
 from services.models.common import UniBssHead
-from services.soap import FAULT_KEY, XML_TYPE, SoapEndpoint, encode_for
+from services.inbound import soap_version_hint
+from services.soap import FAULT_KEY, XML_TYPE, SoapEndpoint, soap_fault
 from sandbox.legacy import KIND as LEGACY, SERVICE as LEGACY_SERVICE, LegacyBillingPeer
 from sandbox.peers import Peers, peer_name
 from sandbox.store import default_provinces, open_store
@@ -93,18 +95,15 @@ class SandboxApplication:
             text = (f"No simulated peer at {path}. Peers: /peers/{{hq_crm|hq_billing|topup}}/<Service> "
                     "and /peers/{province_crm|province_billing}/<province>/<Service>.")
             if method == "POST":
-                return self._send(start_response, "500 Internal Server Error", XML_TYPE,
-                                  fault_envelope(UnknownOperation(text)))
+                return self._send(start_response, *soap_fault(UnknownOperation(text),
+                                                              soap_version_hint(environ.get("CONTENT_TYPE"))))
             return self._send(start_response, "404 Not Found", "text/plain; charset=utf-8", text.encode())
         kind, province, service = peer
         if method != "POST":
             address = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', 'localhost')}{path}"
             return self._send(start_response, "200 OK", XML_TYPE, self.files.wsdl(service, address))
         exchange = self.endpoints[service].serve(environ, context={"peer": (kind, province)})
-        body, ctype = exchange.response, XML_TYPE
-        if exchange.fault is None and exchange.request is not None:
-            body, ctype = encode_for(exchange.request.charset, body)
-        return self._send(start_response, exchange.status, ctype, body)
+        return self._send(start_response, *exchange.answer())
 
     def _control(self, environ, start_response):
         try:

@@ -1,6 +1,7 @@
 """The bus's WSGI application: where every message enters.
 
-URLs: ``POST /ws/<Service>`` (SOAP 1.1), ``GET /ws/<Service>?wsdl``, ``?xsd=<name>``,
+URLs: ``POST /ws/<Service>`` (SOAP 1.1 or SOAP 1.2, told apart by the envelope's namespace;
+services/inbound.py), ``GET /ws/<Service>?wsdl``, ``?xsd=<name>``,
 ``/`` (an index of the services), ``/healthz`` and ``/metrics``. Whatever goes wrong, a SOAP
 caller gets a SOAP fault and anyone else a short plain-text answer: never an HTML error page
 or a traceback.
@@ -18,13 +19,14 @@ from spyne import Fault
 from sqlalchemy import text
 
 from bus.core import Bus
-from bus.faults import BusFault, InternalError, MalformedRequest, UnknownOperation, fault_envelope
+from bus.faults import BusFault, InternalError, MalformedRequest, UnknownOperation
 from bus.message import Message
 from services.contracts import SHARED, ContractFiles
 from services.mapping import from_dict, to_dict
 from services.models import CONTRACTS
 from services.models.common import UniBssHead
-from services.soap import FAULT_KEY, XML_TYPE, SoapEndpoint, encode_for
+from services.inbound import soap_version_hint
+from services.soap import FAULT_KEY, XML_TYPE, SoapEndpoint, soap_fault
 
 log = logging.getLogger("bssbus.inbound")
 
@@ -99,7 +101,7 @@ class BusApplication:
         except Exception:  # the last line of defence: never a traceback to the caller
             log.exception("unhandled error for %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
             status, headers, body = self._soap_fault(InternalError("The bus failed unexpectedly; "
-                                                                   "the failure is in the bus's log."))
+                                                                   "the failure is in the bus's log."), environ)
         headers.append(("Content-Length", str(len(body))))
         start_response(status, headers)
         return [body]
@@ -118,7 +120,7 @@ class BusApplication:
         if method not in ("GET", "HEAD"):
             if method == "POST":
                 return self._soap_fault(UnknownOperation(f"There is no SOAP service at {path}; services "
-                                                         "are at /ws/<Service>, listed at /."))
+                                                         "are at /ws/<Service>, listed at /."), environ)
             return "405 Method Not Allowed", [("Allow", "GET"), ("Content-Type", "text/plain")], b"GET only here.\n"
         if path == "/":
             return "200 OK", [("Content-Type", "text/html; charset=utf-8")], self.index(environ)
@@ -129,8 +131,11 @@ class BusApplication:
         return "404 Not Found", [("Content-Type", "text/plain; charset=utf-8")], \
             f"Nothing at {path}. Services are listed at /.\n".encode()
 
-    def _soap_fault(self, fault: BusFault):
-        return "500 Internal Server Error", [("Content-Type", XML_TYPE)], fault_envelope(fault)
+    @staticmethod
+    def _soap_fault(fault: BusFault, environ: dict):
+        """A fault for a request whose envelope was not read: in the version its Content-Type says."""
+        status, ctype, body = soap_fault(fault, soap_version_hint(environ.get("CONTENT_TYPE")))
+        return status, [("Content-Type", ctype)], body
 
     def soap(self, name: str, environ):
         endpoint = self.endpoints.get(name)
@@ -140,7 +145,7 @@ class BusApplication:
             raw = environ["wsgi.input"].read(min(int(environ.get("CONTENT_LENGTH") or 0), 1 << 16))
             self.bus.reject(raw, fault, service=name[:40])
             self.metrics.count(name[:40], None, fault.code)
-            return self._soap_fault(fault)
+            return self._soap_fault(fault, environ)
         exchange = endpoint.serve(environ)
         message = exchange.context.get("message")
         if "journal_id" in exchange.context:
@@ -150,10 +155,8 @@ class BusApplication:
             self.bus.reject(exchange.raw, exchange.fault or MalformedRequest("refused"), service=name,
                             operation=exchange.operation, response=exchange.response)
         self.metrics.count(name, exchange.operation, exchange.fault.code if exchange.fault else "ok")
-        body, ctype = exchange.response, XML_TYPE
-        if exchange.fault is None and exchange.request is not None:
-            body, ctype = encode_for(exchange.request.charset, body)
-        return exchange.status, [("Content-Type", ctype)], body
+        status, ctype, body = exchange.answer()
+        return status, [("Content-Type", ctype)], body
 
     def contract_document(self, name: str, environ):
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
@@ -168,7 +171,7 @@ class BusApplication:
         if "xsd" in query:
             return self._xsd(name, query["xsd"][0], address)
         return "200 OK", [("Content-Type", "text/plain; charset=utf-8")], \
-            f"{name}: POST SOAP 1.1 here. Contract: {address}?wsdl\n".encode()
+            f"{name}: POST SOAP 1.1 or 1.2 here. Contract: {address}?wsdl\n".encode()
 
     def _xsd(self, name: str, xsd: str, address: str):
         doc = self.files.xsd(xsd, address)

@@ -3,6 +3,16 @@
 Every problem is a :class:`~bus.faults.ClientFault` with a sentence the caller can act on.
 The parser loads no DTD, resolves no entity, touches no network and refuses huge trees; a
 document that declares a DOCTYPE is refused outright.
+
+SOAP 1.1 and SOAP 1.2 go through the same checks; the **envelope namespace** decides the
+version (:func:`soap_version_of`), and the request is answered in that version. The
+Content-Type is not held against the caller: a SOAP 1.2 envelope sent as ``text/xml``, or a
+SOAP 1.1 envelope sent as ``application/soap+xml``, is read and answered by its envelope.
+Only a problem found before the envelope is known (empty body, not XML, a DOCTYPE, too big,
+an undecodable charset) is answered in the version the Content-Type suggests
+(:func:`soap_version_hint`: ``application/soap+xml`` is SOAP 1.2, anything else SOAP 1.1).
+The ``action`` parameter of a SOAP 1.2 Content-Type, like SOAPAction in SOAP 1.1, is optional
+and not checked: the Body's element names the operation.
 """
 from __future__ import annotations
 
@@ -12,11 +22,10 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from bus.faults import MalformedRequest, UnknownOperation, ValidationFault
+from bus.faults import (SOAP11, SOAP11_ENV, SOAP12, SOAP12_ENV, SOAP_ENV, MalformedRequest,
+                        UnknownOperation, ValidationFault)
 from services.models.common import Contract
 
-SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
 HEAD_NS = "http://ws.chinaunicom.cn/unibssHead"
 
 _XML_DECL = re.compile(rb'^\s*<\?xml[^>]*?encoding\s*=\s*["\']([A-Za-z0-9._:-]+)["\']')
@@ -35,12 +44,14 @@ def _parser(encoding: str | None = None) -> etree.XMLParser:
 
 @dataclass
 class InboundRequest:
-    """A parsed, valid request: the envelope, the operation's wrapper element and its charset."""
+    """A parsed, valid request: the envelope, the operation's wrapper element, its charset and
+    its SOAP version ("1.1" or "1.2")."""
 
     envelope: etree._Element
     wrapper: etree._Element
     operation: str
     charset: str
+    soap_version: str = SOAP11
 
 
 def charset_of(content_type: str | None, raw: bytes) -> str:
@@ -108,15 +119,34 @@ def _depth(element: etree._Element) -> int:
     return deepest
 
 
-def soap_body_child(envelope: etree._Element) -> etree._Element:
-    """The single element inside soap:Body, or a Client fault saying what is wrong."""
-    if envelope.tag == f"{{{SOAP12_ENV}}}Envelope":
-        raise MalformedRequest("This endpoint takes SOAP 1.1 envelopes "
-                               f"({SOAP11_ENV}); the request is SOAP 1.2.")
-    if envelope.tag != f"{{{SOAP11_ENV}}}Envelope":
-        raise MalformedRequest(f"The root element is {envelope.tag}, not a SOAP 1.1 Envelope "
-                               f"in namespace {SOAP11_ENV}.")
-    bodies = envelope.findall(f"{{{SOAP11_ENV}}}Body")
+def soap_version_hint(content_type: str | None) -> str:
+    """The SOAP version a Content-Type suggests: ``application/soap+xml`` is SOAP 1.2, anything
+    else (``text/xml``, none) SOAP 1.1. Used only until the envelope says which it is."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return SOAP12 if media == "application/soap+xml" else SOAP11
+
+
+def soap_version_of(envelope: etree._Element) -> str:
+    """The SOAP version of a parsed envelope, by its namespace; anything else is a Client fault."""
+    for version, ns in SOAP_ENV.items():
+        if envelope.tag == f"{{{ns}}}Envelope":
+            return version
+    raise MalformedRequest(f"The root element is {envelope.tag}, not a SOAP Envelope in namespace "
+                           f"{SOAP11_ENV} (SOAP 1.1) or {SOAP12_ENV} (SOAP 1.2).")
+
+
+def soap_body_child(envelope: etree._Element, soap_version: str = SOAP11) -> etree._Element:
+    """The single element inside the Body of a ``soap_version`` envelope, or a Client fault
+    saying what is wrong. (The legacy billing peer, which speaks SOAP 1.1 only, uses the default.)"""
+    ns = SOAP_ENV[soap_version]
+    if envelope.tag != f"{{{ns}}}Envelope":
+        other = [v for v, other_ns in SOAP_ENV.items() if envelope.tag == f"{{{other_ns}}}Envelope"]
+        if other:
+            raise MalformedRequest(f"This endpoint takes SOAP {soap_version} envelopes ({ns}); "
+                                   f"the request is SOAP {other[0]}.")
+        raise MalformedRequest(f"The root element is {envelope.tag}, not a SOAP {soap_version} Envelope "
+                               f"in namespace {ns}.")
+    bodies = envelope.findall(f"{{{ns}}}Body")
     if len(bodies) != 1:
         raise MalformedRequest("The SOAP envelope must hold exactly one Body.")
     children = [c for c in bodies[0] if isinstance(c.tag, str)]
@@ -166,11 +196,12 @@ def trans_ido_of(wrapper: etree._Element) -> str | None:
     return value.strip() if value else None
 
 
-def read_request(contract: Contract, schema: etree.XMLSchema, raw: bytes, content_type: str | None,
-                 max_depth: int) -> InboundRequest:
-    """The whole inbound check, in order; returns the parsed request or raises a Client fault."""
-    envelope, charset = parse_envelope(raw, content_type, max_depth)
-    wrapper = soap_body_child(envelope)
+def read_request(contract: Contract, schema: etree.XMLSchema, envelope: etree._Element, charset: str,
+                 soap_version: str) -> InboundRequest:
+    """The checks after the parse (:func:`parse_envelope`, :func:`soap_version_of`), in order:
+    envelope and Body, operation, contract XSD, the contract's extra rules. Returns the request
+    or raises a Client fault."""
+    wrapper = soap_body_child(envelope, soap_version)
     operation = find_operation(contract, wrapper)
     trans_ido = trans_ido_of(wrapper)
     validate(schema, wrapper, trans_ido)
@@ -178,4 +209,5 @@ def read_request(contract: Contract, schema: etree.XMLSchema, raw: bytes, conten
     problem = rule(wrapper, contract.namespace) if rule else None
     if problem:
         raise ValidationFault(problem, trans_ido)
-    return InboundRequest(envelope=envelope, wrapper=wrapper, operation=operation, charset=charset)
+    return InboundRequest(envelope=envelope, wrapper=wrapper, operation=operation, charset=charset,
+                          soap_version=soap_version)

@@ -2,7 +2,13 @@
 
 Used by the bus (services/app.py) and by the sandbox peers alike, so both refuse bad input
 the same way. The caller of :meth:`SoapEndpoint.serve` gets an :class:`Exchange` telling what
-happened, for the journal.
+happened, for the journal, and what to answer (:meth:`Exchange.answer`).
+
+SOAP 1.1 and 1.2 share the pipeline: the version is a parameter of each step, not a second
+copy of it. Until the envelope is parsed, the Content-Type's guess is the version a fault is
+rendered in; from then on the envelope's namespace decides (see services/inbound.py). A SOAP
+1.1 answer is ``text/xml`` and a fault HTTP 500; a SOAP 1.2 answer is ``application/soap+xml``,
+a Sender (``Client.*``) fault HTTP 400 and a Receiver (``Server.*``) fault HTTP 500.
 """
 from __future__ import annotations
 
@@ -12,15 +18,29 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from bus.faults import BusFault, ClientFault, InternalError, MalformedRequest, fault_envelope
+from bus.faults import (SOAP11, SOAP12, BusFault, ClientFault, InternalError, MalformedRequest,
+                        fault_envelope, fault_status)
 from services.endpoints import ENVELOPE_KEY, Handler, build_wsgi
-from services.inbound import InboundRequest, read_request
+from services.inbound import (InboundRequest, parse_envelope, read_request, soap_version_hint,
+                              soap_version_of)
 from services.models.common import Contract
 
 log = logging.getLogger("bssbus.soap")
 
+#: The media type of each SOAP version's messages.
+MEDIA_TYPE = {SOAP11: "text/xml", SOAP12: "application/soap+xml"}
 XML_TYPE = "text/xml; charset=utf-8"
 FAULT_KEY = "bssbus.fault"
+
+
+def content_type(soap_version: str = SOAP11, charset: str = "utf-8") -> str:
+    """The Content-Type of a ``soap_version`` message in ``charset``."""
+    return f"{MEDIA_TYPE[soap_version]}; charset={charset}"
+
+
+def soap_fault(fault: BusFault, soap_version: str = SOAP11) -> tuple[str, str, bytes]:
+    """(status, Content-Type, body) of a fault answered in ``soap_version``."""
+    return fault_status(fault, soap_version), content_type(soap_version), fault_envelope(fault, soap_version)
 
 
 @dataclass
@@ -33,10 +53,19 @@ class Exchange:
     status: str = "200 OK"
     fault: BusFault | None = None
     context: dict = field(default_factory=dict)
+    soap_version: str = SOAP11   # the Content-Type's guess, then the envelope's namespace
 
     @property
     def operation(self) -> str | None:
         return self.request.operation if self.request else None
+
+    def answer(self) -> tuple[str, str, bytes]:
+        """(status, Content-Type, body) for the caller: an answer in the caller's charset (see
+        :func:`encode_for`), a fault in UTF-8; both in the request's SOAP version."""
+        if self.fault is None and self.request is not None:
+            body, ctype = encode_for(self.request.charset, self.response, self.soap_version)
+            return self.status, ctype, body
+        return self.status, content_type(self.soap_version), self.response
 
 
 def read_body(environ: dict, limit: int) -> bytes:
@@ -67,15 +96,16 @@ def _drain(stream, length: int, cap: int) -> None:
         left -= len(chunk)
 
 
-def encode_for(charset: str, response: bytes) -> tuple[bytes, str]:
-    """Answer in the caller's charset (a GBK caller gets GBK), UTF-8 otherwise."""
+def encode_for(charset: str, response: bytes, soap_version: str = SOAP11) -> tuple[bytes, str]:
+    """Answer in the caller's charset (a GBK caller gets GBK), UTF-8 otherwise; returns the
+    bytes and their Content-Type (``text/xml`` for SOAP 1.1, ``application/soap+xml`` for 1.2)."""
     if charset in ("utf-8", "ascii"):
-        return response, XML_TYPE
+        return response, content_type(soap_version)
     try:
         tree = etree.fromstring(response)
-        return etree.tostring(tree, xml_declaration=True, encoding=charset), f"text/xml; charset={charset}"
+        return etree.tostring(tree, xml_declaration=True, encoding=charset), content_type(soap_version, charset)
     except (LookupError, UnicodeEncodeError, etree.Error):
-        return response, XML_TYPE
+        return response, content_type(soap_version)
 
 
 class SoapEndpoint:
@@ -85,20 +115,24 @@ class SoapEndpoint:
                  max_body_bytes: int = 1 << 20, max_depth: int = 64):
         self.contract = contract
         self.schema = schema
-        self.wsgi = build_wsgi(contract, handler)
+        self.wsgi = {version: build_wsgi(contract, handler, version) for version in MEDIA_TYPE}
         self.max_body_bytes = max_body_bytes
         self.max_depth = max_depth
 
     def serve(self, environ: dict, context: dict | None = None) -> Exchange:
-        exchange = Exchange(raw=b"", context=dict(context or {}))
+        ctype = environ.get("CONTENT_TYPE")
+        exchange = Exchange(raw=b"", context=dict(context or {}), soap_version=soap_version_hint(ctype))
         try:
             exchange.raw = read_body(environ, self.max_body_bytes)
-            exchange.request = read_request(self.contract, self.schema, exchange.raw,
-                                            environ.get("CONTENT_TYPE"), self.max_depth)
+            envelope, charset = parse_envelope(exchange.raw, ctype, self.max_depth)
+            exchange.soap_version = soap_version_of(envelope)
+            exchange.request = read_request(self.contract, self.schema, envelope, charset,
+                                            exchange.soap_version)
         except ClientFault as fault:
             return self._fault(exchange, fault)
         inner = {
-            "REQUEST_METHOD": "POST", "CONTENT_TYPE": XML_TYPE, "CONTENT_LENGTH": "0",
+            "REQUEST_METHOD": "POST", "CONTENT_TYPE": content_type(exchange.soap_version),
+            "CONTENT_LENGTH": "0",
             "PATH_INFO": "/", "SCRIPT_NAME": "", "QUERY_STRING": "",
             "SERVER_NAME": environ.get("SERVER_NAME", "localhost"),
             "SERVER_PORT": environ.get("SERVER_PORT", "80"), "SERVER_PROTOCOL": "HTTP/1.1",
@@ -108,7 +142,13 @@ class SoapEndpoint:
             ENVELOPE_KEY: exchange.request.envelope, "bssbus.exchange": exchange,
         }
         status_holder = []
-        body = b"".join(self.wsgi(inner, lambda status, headers, exc_info=None: status_holder.append(status)))
+        wsgi = self.wsgi[exchange.soap_version]
+        try:
+            body = b"".join(wsgi(inner, lambda status, headers, exc_info=None: status_holder.append(status)))
+        except Exception:  # spyne's SOAP 1.2 fault writer can raise (TypeError) instead of answering
+            log.exception("spyne failed on %s.%s (SOAP %s)", self.contract.name, exchange.operation,
+                          exchange.soap_version)
+            body, status_holder = b"", []
         if FAULT_KEY in exchange.context:
             return self._fault(exchange, exchange.context[FAULT_KEY])
         if not status_holder or not status_holder[0].startswith("200"):
@@ -123,6 +163,6 @@ class SoapEndpoint:
     @staticmethod
     def _fault(exchange: Exchange, fault: BusFault) -> Exchange:
         exchange.fault = fault
-        exchange.response = fault_envelope(fault)
-        exchange.status = "500 Internal Server Error"
+        exchange.response = fault_envelope(fault, exchange.soap_version)
+        exchange.status = fault_status(fault, exchange.soap_version)
         return exchange

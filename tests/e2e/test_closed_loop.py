@@ -112,7 +112,10 @@ def test_top_up_and_the_card_states_result_codes(bus, client, province):
     done = top_up(active["card_no"], serial)
     assert (done.rsp_code, done.sender, done.body["AMOUNT"]) == ("0000", BILLING[province], active["face_value"])
     assert balance() == before + active["face_value"]
-    assert top_up(active["card_no"], serial).rsp_code == "01030"          # serial already exists
+    again = top_up(active["card_no"], serial)                            # the same top-up again:
+    assert (again.rsp_code, again.body["BILL_SERIAL"]) == ("0000", done.body["BILL_SERIAL"])   # the first answer
+    other = top_up(next(c for c in cards if c["state"] == "0")["card_no"], serial)
+    assert other.fault_code == "Client.DuplicateKey" and serial in other.fault_string   # serial reused
     assert top_up(active["card_no"], serial + "B").rsp_code == "21003"    # the card is used now
     assert top_up(next(c for c in cards if c["state"] == "0")["card_no"], serial + "C").rsp_code == "21001"
     assert top_up(next(c for c in cards if c["state"] == "3")["card_no"], serial + "D").rsp_code == "21004"

@@ -1,16 +1,26 @@
 """The calls every generated client makes, and what each answer must hold.
 
 Every case starts from ``wsdl/examples/<Service>.<Operation>.json`` (the request wrapper's
-children) and swaps in numbers, cards and serials that exist in the deterministic sandbox
-seed (sandbox/store.py ``seed_users`` / ``seed_cards``), so each answer can be checked to the
-field: the peer that answered (``MSG_SENDER``), RSP_CODE 0000 and the body.
+children) and swaps in numbers, cards, serials and ids that exist in the deterministic sandbox
+seed (sandbox/store.py ``seed_users`` / ``seed_cards`` / ``products`` / ``free_numbers`` /
+``channels`` / ``call_details``), so each answer can be checked to the field: the RSP_CODE, the
+peer that answered (``MSG_SENDER``) and the body. Every operation of every service is called,
+by the caller (``ORIG_DOMAIN``) its route names, and in both phases where the route depends on
+the phase: for a user (or the cards) of province 51 (phase 2) and of province 11 (phase 3).
 
-Each toolkit gets its own *slot*: its own bank serials, paying user, cards, order and user
-ids and TRANS_IDOs, so the toolkits never see each other's writes (and the bus's idempotent
-consumer never answers one toolkit with another's first answer) in a session-wide bus.
+Where the answer alone does not show the route (HQ CRM answers a bill query in both phases,
+having asked the billing that owns the user; a VAC change goes on to the billing and to HQ CRM),
+``flow`` names every hop the bus journalled for the case's PROC_ID; ``verify`` checks it, and
+that the toolkit's request was a SOAP 1.1 envelope, when given the bus.
 
-The cases of a toolkit are in call order: Pay before Reverse of that payment, SyncOrder
-before QueryOrderStatus of that order, ActivateCards before QueryCardStatus of that card.
+Each toolkit gets its own *slot*: its own bank and top-up serials, users that pay and top up,
+cards, order, trade and user ids and TRANS_IDOs, so the toolkits never see each other's writes in
+a session-wide bus. Users only read (the first user of a province, in arrears; its GSM user) are
+shared.
+
+The cases of a toolkit are in call order: Pay before Reverse of that payment, then the top-up of
+the same user (its expected balance counts on the reversal), SyncOrder before QueryOrderStatus of
+that order, ActivateCards before QueryCardStatus of that card, TopUp before QueryTopUp.
 """
 from __future__ import annotations
 
@@ -25,18 +35,29 @@ from lxml import etree
 
 from bus.segments import SegmentTable
 from config.settings import load_settings
-from sandbox.store import mask_name, seed_cards, seed_users
+from sandbox.store import (SeedUser, call_details, channels, free_numbers, mask_name, products, seed_cards,
+                           seed_users)
 from services.models.common import WSDL_DIR
 
 HEAD_NS = "http://ws.chinaunicom.cn/unibssHead"
+SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 EXAMPLES = WSDL_DIR / "examples"
 
 # One slot a toolkit (see the module docstring). A new toolkit takes the next free slot.
 TOOLKITS = ("zeep", "suds", "java", "gsoap", "php", "node", "dotnet")
-# The phase-2 province (answered by its own Billing) and the phase-3 one (HQ Billing).
+# The phase-2 province (its own Billing, reached through its CRM) and the phase-3 one (HQ Billing).
 PHASE2, PHASE3 = "51", "11"
+PROVINCES = (PHASE2, PHASE3)
 ORDER_PROVINCE = "31"          # OrderSync example's province; HQ CRM sends on to CRM-31
 PAY_AMOUNT = 10000             # fen, as in the Pay example
+BILL_CYCLE = "202610"          # the cycle of the seeded bill items
+# Who answers, by phase: banks and the top-up system reach the billing; cards are the province
+# CRM's in phase 2 and the top-up card system's in phase 3; HQ CRM asks the province CRM (which
+# answers from its Billing) in phase 2 and HQ Billing in phase 3.
+BILLING = {PHASE2: f"BILLING-{PHASE2}", PHASE3: "HQ-BILLING"}
+CARD_SYSTEM = {PHASE2: f"CRM-{PHASE2}", PHASE3: "TOPUP"}
+BILL_OWNER = {PHASE2: f"CRM-{PHASE2}", PHASE3: "HQ-BILLING"}
+EPARCHY = {PHASE2: "0755", PHASE3: "010"}      # Shenzhen, Beijing
 
 
 def body_ns(service: str) -> str:
@@ -50,6 +71,8 @@ def example(service: str, operation: str) -> dict:
 @lru_cache(maxsize=1)
 def _segments() -> SegmentTable:
     settings = load_settings(env={})
+    phases = {p: settings.phases.get(p) for p in PROVINCES}
+    assert phases == {PHASE2: 2, PHASE3: 3}, f"config/bus.yaml moved a province these cases rely on: {phases}"
     return SegmentTable.from_files(settings.segments_file, settings.overrides_file)
 
 
@@ -65,6 +88,38 @@ def routed_users(province: str) -> list:
     return out
 
 
+@dataclass(frozen=True)
+class Users:
+    """The users of one province a toolkit calls with."""
+
+    reader: SeedUser     # in arrears, 3G, normal state: only read (bills, balances); shared
+    gsm: SeedUser        # the GSM user: only read (no HQ-CRM recipient, no VAC sync); shared
+    own: SeedUser        # this toolkit's own 3G user: pays, reverses, tops up, syncs
+
+
+def users_of(province: str, slot: int) -> Users:
+    users = routed_users(province)
+    reader = users[0]
+    assert reader.balance < 0 and reader.net_type == "50" and reader.user_state == "00", \
+        f"the first seeded user of {province} is a normal 3G user in arrears: {reader}"
+    gsm = next(u for u in users if u.net_type == "10")
+    own = [u for u in users if u.net_type == "50" and u is not reader]
+    assert len(own) > slot, f"the sandbox seed has no 3G user left in province {province} for slot {slot}"
+    return Users(reader, gsm, own[slot])
+
+
+def toolkit_cards(province: str, slot: int) -> tuple[list[dict], dict]:
+    """Two not-yet-activated cards of ``province`` to activate, and one active card to top up with."""
+    cards = seed_cards(province)
+    fresh = [c for c in cards if c["state"] == "0"][2 * slot:2 * slot + 2]
+    active = [c for c in cards if c["state"] == "1"]
+    assert len(fresh) == 2 and len(active) > slot, f"the sandbox seed has too few cards in {province}"
+    return fresh, active[slot]
+
+
+Hop = tuple[str, str, str]      # (direction, source, target) of a journalled hop
+
+
 @dataclass
 class Case:
     """One call: the request arguments and the checks on the answer."""
@@ -76,6 +131,9 @@ class Case:
     sender: str                        # the MSG_SENDER the answer must name
     expect: dict = field(default_factory=dict)         # body field -> exact value (compared as text)
     check: Callable[[dict], None] | None = None        # further checks on the (normalized) body
+    rsp_code: str = "0000"             # the RESPONSE/RSP_CODE the answer must carry
+    flow: list[Hop] | None = None      # every hop journalled for the PROC_ID, in time order
+    flow_continues: bool = False       # True: asynchronous hops may follow ``flow`` (a prefix)
 
     @property
     def trans_ido(self) -> str:
@@ -83,12 +141,14 @@ class Case:
 
 
 def _args(service: str, operation: str, trans_ido: str, route: tuple[str, str] | None = None,
-          **body) -> dict:
+          caller: str | None = None, **body) -> dict:
     args = copy.deepcopy(example(service, operation))
     head = args["UNI_BSS_HEAD"]
     head["TRANS_IDO"] = trans_ido
     head["PROC_ID"] = trans_ido
     head["PROCESS_TIME"] = datetime.now().strftime("%Y%m%d%H%M%S")
+    if caller is not None:
+        head["ORIG_DOMAIN"] = caller
     if route is not None:
         head["ROUTING"] = {"ROUTE_TYPE": route[0], "ROUTE_VALUE": route[1]}
     for key, value in body.items():
@@ -97,37 +157,113 @@ def _args(service: str, operation: str, trans_ido: str, route: tuple[str, str] |
     return args
 
 
+def direct(caller: str, target: str) -> list[Hop]:
+    """The hops of a message the bus delivered to one peer."""
+    return [("in", caller, target), ("out", "BUS", target)]
+
+
+def rows_equal(what: str, got, want: list[dict]) -> None:
+    """A repeated element's occurrences equal ``want`` (compared as normalized text), in order."""
+    got, want = as_list(got), normalize(want)
+    assert got == want, f"{what}: got {got!r}, expected {want!r}"
+
+
+def recipients(*expected: str) -> Callable[[dict], None]:
+    """The RECIPIENTS list of a recipient-list answer: each peer, in order, with RSP_CODE 0000
+    (none at all when the message went to one peer)."""
+    def check(body):
+        got = [(r.get("PEER"), r.get("RSP_CODE"))
+               for r in as_list((body.get("RECIPIENTS") or {}).get("RECIPIENT"))]
+        want = [(peer, "0000") for peer in expected] if len(expected) > 1 else []
+        assert got == want, f"RECIPIENTS: got {got!r}, expected {want!r}"
+    return check
+
+
 def cases_for(toolkit: str) -> list[Case]:
-    """Every operation of every service, in call order, with ``toolkit``'s own data."""
+    """Every operation of every service (both phases where the route follows the phase), in call
+    order, with ``toolkit``'s own data."""
     slot = TOOLKITS.index(toolkit)
     tag = f"E2E{toolkit.upper()[:6]}"                # TRANS_IDO = tag + 2 digits: at most 11 chars
-    p2, p3 = routed_users(PHASE2), routed_users(PHASE3)
-    reader, payer, hq_user = p2[0], p2[1 + slot], p3[0]
-    assert reader.balance < 0, "the first seeded user of a province is in arrears"
-    cards = [c for c in seed_cards(PHASE2) if c["state"] == "0"][2 * slot:2 * slot + 2]
     today = datetime.now().strftime("%Y%m%d")
     now = datetime.now().strftime("%Y%m%d%H%M%S")
-    pay_serial, reverse_serial = f"{tag}PAY{slot:02d}", f"{tag}REV{slot:02d}"
+    users = {p: users_of(p, slot) for p in PROVINCES}
+    cards = {p: toolkit_cards(p, slot) for p in PROVINCES}
     order_id = f"{tag}ORD{slot:02d}"
-    user_id = f"{tag}USR{slot:02d}"
     n = iter(range(1, 100))
 
     def tid() -> str:
         return f"{tag}{next(n):02d}"
 
-    def arrears_items(body):
-        items = as_list((body.get("BILL_ITEMS") or {}).get("BILL_ITEM"))
-        assert len(items) == 2, f"two unpaid bill items expected, got {items!r}"
-        assert sum(int(i["FEE"]) for i in items) == -reader.balance
-        assert {i["BILL_CYCLE"] for i in items} == {"202610"}
-
-    def all_activated(body):
-        results = as_list((body.get("RESULTS") or {}).get("CARD_RESULT"))
-        assert [(r["CARD_NO"], r["RESULT"]) for r in results] == [(c["card_no"], "0") for c in cards]
-
     def has_bill_serial(body):
         assert body.get("BILL_SERIAL"), f"no BILL_SERIAL in {body!r}"
 
+    cases: list[Case] = []
+    add = cases.append
+
+    # -- BankPayment: banks -> the billing of the number's province -------------------------
+    for p in PROVINCES:
+        u = users[p]
+        reader, own = u.reader, u.own
+        pay_serial, reverse_serial = f"{tag}PAY{p}", f"{tag}REV{p}"
+
+        def arrears_items(body, reader=reader):
+            items = as_list((body.get("BILL_ITEMS") or {}).get("BILL_ITEM"))
+            assert len(items) == 2, f"two unpaid bill items expected, got {items!r}"
+            assert sum(int(i["FEE"]) for i in items) == -reader.balance
+            assert {i["BILL_CYCLE"] for i in items} == {BILL_CYCLE}
+
+        add(Case(f"BankPayment.QueryBalance[{p}]", "BankPayment", "QueryBalance",
+                 _args("BankPayment", "QueryBalance", tid(), ("01", reader.msisdn), SERIAL_NUMBER=reader.msisdn),
+                 sender=BILLING[p], flow=direct("BANK", BILLING[p]),
+                 expect={"SERIAL_NUMBER": reader.msisdn, "USER_STATE": reader.user_state,
+                         "BALANCE": reader.balance, "ARREARS_FEE": -reader.balance}))
+        add(Case(f"BankPayment.QueryArrears[{p}]", "BankPayment", "QueryArrears",
+                 _args("BankPayment", "QueryArrears", tid(), ("01", reader.msisdn), SERIAL_NUMBER=reader.msisdn),
+                 sender=BILLING[p], flow=direct("BANK", BILLING[p]),
+                 expect={"SERIAL_NUMBER": reader.msisdn, "CUST_NAME": mask_name(reader.cust_name),
+                         "USER_STATE": reader.user_state, "ARREARS_FEE": -reader.balance,
+                         "BALANCE": reader.balance},
+                 check=arrears_items))
+        add(Case(f"BankPayment.Pay[{p}]", "BankPayment", "Pay",
+                 _args("BankPayment", "Pay", tid(), ("01", own.msisdn), BANK_SERIAL=pay_serial,
+                       SERIAL_NUMBER=own.msisdn, AMOUNT=PAY_AMOUNT, TRADE_TIME=now),
+                 sender=BILLING[p], flow=direct("BANK", BILLING[p]),
+                 expect={"BANK_SERIAL": pay_serial, "SERIAL_NUMBER": own.msisdn, "AMOUNT": PAY_AMOUNT,
+                         "BALANCE": own.balance + PAY_AMOUNT, "ACCT_DATE": today},
+                 check=has_bill_serial))
+        add(Case(f"BankPayment.Reverse[{p}]", "BankPayment", "Reverse",
+                 _args("BankPayment", "Reverse", tid(), ("01", own.msisdn), BANK_SERIAL=reverse_serial,
+                       ORIG_BANK_SERIAL=pay_serial, SERIAL_NUMBER=own.msisdn, AMOUNT=PAY_AMOUNT,
+                       TRADE_TIME=now),
+                 sender=BILLING[p], flow=direct("BANK", BILLING[p]),
+                 expect={"BANK_SERIAL": reverse_serial, "ORIG_BANK_SERIAL": pay_serial,
+                         "SERIAL_NUMBER": own.msisdn, "AMOUNT": PAY_AMOUNT, "BALANCE": own.balance}))
+
+    # -- TopUp: the top-up card system -> the billing of the number's province ---------------
+    for p in PROVINCES:
+        own, card = users[p].own, cards[p][1]
+        serial = f"{tag}TOPUP{p}"
+        after = own.balance + card["face_value"]        # the payment above was reversed
+
+        add(Case(f"TopUp.TopUp[{p}]", "TopUp", "TopUp",
+                 _args("TopUp", "TopUp", tid(), ("01", own.msisdn), TOPUP_SERIAL=serial, CARD_NO=card["card_no"],
+                       SERIAL_NUMBER=own.msisdn, TRADE_TIME=now),
+                 sender=BILLING[p], flow=direct("TOPUP", BILLING[p]),
+                 expect={"TOPUP_SERIAL": serial, "SERIAL_NUMBER": own.msisdn, "CARD_NO": card["card_no"],
+                         "AMOUNT": card["face_value"], "BALANCE": after, "ACCT_DATE": today},
+                 check=has_bill_serial))
+        add(Case(f"TopUp.QueryTopUp[{p}]", "TopUp", "QueryTopUp",
+                 _args("TopUp", "QueryTopUp", tid(), ("01", own.msisdn), TOPUP_SERIAL=serial),
+                 sender=BILLING[p], flow=direct("TOPUP", BILLING[p]),
+                 expect={"TOPUP_SERIAL": serial, "SERIAL_NUMBER": own.msisdn, "CARD_NO": card["card_no"],
+                         "AMOUNT": card["face_value"], "TOPUP_STATE": "0", "TRADE_TIME": now}))
+        add(Case(f"TopUp.QueryBalance[{p}]", "TopUp", "QueryBalance",
+                 _args("TopUp", "QueryBalance", tid(), ("01", own.msisdn), SERIAL_NUMBER=own.msisdn),
+                 sender=BILLING[p], flow=direct("TOPUP", BILLING[p]),
+                 expect={"SERIAL_NUMBER": own.msisdn, "USER_STATE": own.user_state, "BALANCE": after,
+                         "ARREARS_FEE": max(0, -after)}))
+
+    # -- OrderSync: e-sales -> HQ CRM (-> CRM-31 through the bus); HQ CRM -> e-sales ----------
     def order_forwarded(body):
         assert str(body.get("PROVINCE_ORDER_ID", "")).startswith(ORDER_PROVINCE), body
 
@@ -135,66 +271,160 @@ def cases_for(toolkit: str) -> list[Case]:
         order_forwarded(body)
         assert body.get("ORDER_STATE") in ("20", "30"), body   # provisioning, or already completed
 
-    return [
-        Case("BankPayment.QueryBalance[51]", "BankPayment", "QueryBalance",
-             _args("BankPayment", "QueryBalance", tid(), ("01", reader.msisdn), SERIAL_NUMBER=reader.msisdn),
-             sender=f"BILLING-{PHASE2}",
-             expect={"SERIAL_NUMBER": reader.msisdn, "USER_STATE": reader.user_state,
-                     "BALANCE": reader.balance, "ARREARS_FEE": -reader.balance}),
-        Case("BankPayment.QueryBalance[11]", "BankPayment", "QueryBalance",
-             _args("BankPayment", "QueryBalance", tid(), ("01", hq_user.msisdn),
-                   SERIAL_NUMBER=hq_user.msisdn),
-             sender="HQ-BILLING",
-             expect={"SERIAL_NUMBER": hq_user.msisdn, "USER_STATE": hq_user.user_state,
-                     "BALANCE": hq_user.balance, "ARREARS_FEE": max(0, -hq_user.balance)}),
-        Case("BankPayment.QueryArrears", "BankPayment", "QueryArrears",
-             _args("BankPayment", "QueryArrears", tid(), ("01", reader.msisdn), SERIAL_NUMBER=reader.msisdn),
-             sender=f"BILLING-{PHASE2}",
-             expect={"SERIAL_NUMBER": reader.msisdn, "CUST_NAME": mask_name(reader.cust_name),
-                     "USER_STATE": reader.user_state, "ARREARS_FEE": -reader.balance,
-                     "BALANCE": reader.balance},
-             check=arrears_items),
-        Case("BankPayment.Pay", "BankPayment", "Pay",
-             _args("BankPayment", "Pay", tid(), ("01", payer.msisdn), BANK_SERIAL=pay_serial,
-                   SERIAL_NUMBER=payer.msisdn, AMOUNT=PAY_AMOUNT, TRADE_TIME=now),
-             sender=f"BILLING-{PHASE2}",
-             expect={"BANK_SERIAL": pay_serial, "SERIAL_NUMBER": payer.msisdn, "AMOUNT": PAY_AMOUNT,
-                     "BALANCE": payer.balance + PAY_AMOUNT, "ACCT_DATE": today},
-             check=has_bill_serial),
-        Case("BankPayment.Reverse", "BankPayment", "Reverse",
-             _args("BankPayment", "Reverse", tid(), ("01", payer.msisdn), BANK_SERIAL=reverse_serial,
-                   ORIG_BANK_SERIAL=pay_serial, SERIAL_NUMBER=payer.msisdn, AMOUNT=PAY_AMOUNT,
-                   TRADE_TIME=now),
-             sender=f"BILLING-{PHASE2}",
-             expect={"BANK_SERIAL": reverse_serial, "ORIG_BANK_SERIAL": pay_serial,
-                     "SERIAL_NUMBER": payer.msisdn, "AMOUNT": PAY_AMOUNT, "BALANCE": payer.balance}),
-        Case("OrderSync.SyncOrder", "OrderSync", "SyncOrder",
-             _args("OrderSync", "SyncOrder", tid(), ORDER_ID=order_id),
-             sender="HQ-CRM", expect={"ORDER_ID": order_id, "ORDER_STATE": "20"}, check=order_forwarded),
-        Case("OrderSync.QueryOrderStatus", "OrderSync", "QueryOrderStatus",
-             _args("OrderSync", "QueryOrderStatus", tid(), ORDER_ID=order_id),
-             sender="HQ-CRM", expect={"ORDER_ID": order_id}, check=order_provisioning),
-        Case("CardActivation.ActivateCards", "CardActivation", "ActivateCards",
-             _args("CardActivation", "ActivateCards", tid(), ("00", PHASE2), PROVINCE_CODE=PHASE2,
-                   CARDS={"CARD_NO": [c["card_no"] for c in cards]}),
-             sender=f"CRM-{PHASE2}", check=all_activated),
-        Case("CardActivation.QueryCardStatus", "CardActivation", "QueryCardStatus",
-             _args("CardActivation", "QueryCardStatus", tid(), ("00", PHASE2), CARD_NO=cards[0]["card_no"]),
-             sender=f"CRM-{PHASE2}",
-             expect={"CARD_NO": cards[0]["card_no"], "CARD_STATE": "1", "FACE_VALUE": cards[0]["face_value"],
-                     "PROVINCE_CODE": PHASE2, "EXPIRE_DATE": cards[0]["expire_date"]}),
-        Case("AccountSync.SyncThreeAccount", "AccountSync", "SyncThreeAccount",
-             _three_account_args(tid(), hq_user, user_id),
-             sender="HQ-BILLING", expect={"USER_ID": user_id, "SYNC_SEQ": 1024, "APPLIED": "0"}),
-    ]
+    crm31 = f"CRM-{ORDER_PROVINCE}"
+    add(Case("OrderSync.SyncOrder", "OrderSync", "SyncOrder",
+             _args("OrderSync", "SyncOrder", tid(), caller="ESALE", ORDER_ID=order_id),
+             sender="HQ-CRM", expect={"ORDER_ID": order_id, "ORDER_STATE": "20"}, check=order_forwarded,
+             # the order, then its work order, to the province CRM; it reports back a moment later
+             flow=direct("ESALE", "HQ-CRM") + direct("UCRM", crm31) + direct("UCRM", crm31),
+             flow_continues=True))
+    add(Case("OrderSync.QueryOrderStatus", "OrderSync", "QueryOrderStatus",
+             _args("OrderSync", "QueryOrderStatus", tid(), caller="ESALE", ORDER_ID=order_id),
+             sender="HQ-CRM", expect={"ORDER_ID": order_id}, check=order_provisioning,
+             flow=direct("ESALE", "HQ-CRM")))
+    notice_id = f"{tag}NTC{slot:02d}"
+    add(Case("OrderSync.NotifyOrderStatus", "OrderSync", "NotifyOrderStatus",
+             _args("OrderSync", "NotifyOrderStatus", tid(), caller="UCRM", ORDER_ID=notice_id,
+                   PROVINCE_ORDER_ID=f"{ORDER_PROVINCE}{notice_id}", UPDATE_TIME=now),
+             sender="ESALES", expect={"ORDER_ID": notice_id}, flow=direct("UCRM", "ESALES")))
+
+    # -- Provisioning: HQ CRM -> the province CRM; the province CRM -> HQ CRM (-> e-sales) ----
+    own = users[PHASE2].own
+    trade_id, work_order = f"{tag}TRD{slot:02d}", f"{tag}WOD{slot:02d}"
+    add(Case("Provisioning.SubmitWorkOrder", "Provisioning", "SubmitWorkOrder",
+             _args("Provisioning", "SubmitWorkOrder", tid(), ("00", PHASE2), caller="UCRM", TRADE_ID=trade_id,
+                   ORDER_ID=work_order, USER_ID=f"{tag}WOU{slot:02d}", SERIAL_NUMBER=own.msisdn,
+                   PROVINCE_CODE=PHASE2),
+             sender=f"CRM-{PHASE2}", expect={"TRADE_ID": trade_id, "WORK_STATE": "1"},
+             # CRM-51 reports the result to HQ CRM through the bus a moment later
+             flow=direct("UCRM", f"CRM-{PHASE2}"), flow_continues=True))
+    report_trade, report_order = f"{tag}RTD{slot:02d}", f"{tag}ROD{slot:02d}"
+    add(Case("Provisioning.ReportWorkOrderResult", "Provisioning", "ReportWorkOrderResult",
+             _args("Provisioning", "ReportWorkOrderResult", tid(), ("00", PHASE2), caller="PCRM",
+                   TRADE_ID=report_trade, ORDER_ID=report_order, SERIAL_NUMBER=own.msisdn,
+                   PROVINCE_CODE=PHASE2, WORK_STATE="3", FINISH_TIME=now),
+             sender="HQ-CRM", expect={"TRADE_ID": report_trade, "ORDER_ID": report_order, "ORDER_STATE": "30"},
+             # HQ CRM tells e-sales the order is complete before it answers
+             flow=direct("PCRM", "HQ-CRM") + direct("UCRM", "ESALES")))
+
+    # -- CardActivation: HQ CRM -> the province CRM (phase 2) or the top-up card system (3) ---
+    for p in PROVINCES:
+        fresh = cards[p][0]
+
+        def all_activated(body, fresh=fresh):
+            results = as_list((body.get("RESULTS") or {}).get("CARD_RESULT"))
+            assert [(r["CARD_NO"], r["RESULT"]) for r in results] == [(c["card_no"], "0") for c in fresh]
+
+        add(Case(f"CardActivation.ActivateCards[{p}]", "CardActivation", "ActivateCards",
+                 _args("CardActivation", "ActivateCards", tid(), ("00", p), caller="UCRM", PROVINCE_CODE=p,
+                       CARDS={"CARD_NO": [c["card_no"] for c in fresh]}),
+                 sender=CARD_SYSTEM[p], check=all_activated, flow=direct("UCRM", CARD_SYSTEM[p])))
+        add(Case(f"CardActivation.QueryCardStatus[{p}]", "CardActivation", "QueryCardStatus",
+                 _args("CardActivation", "QueryCardStatus", tid(), ("00", p), caller="UCRM",
+                       CARD_NO=fresh[0]["card_no"]),
+                 sender=CARD_SYSTEM[p], flow=direct("UCRM", CARD_SYSTEM[p]),
+                 expect={"CARD_NO": fresh[0]["card_no"], "CARD_STATE": "1", "FACE_VALUE": fresh[0]["face_value"],
+                         "PROVINCE_CODE": p, "EXPIRE_DATE": fresh[0]["expire_date"]}))
+
+    # -- AccountSync: a province CRM -> the billing of its phase (+ HQ CRM for a 3G user);
+    #    HQ CRM -> HQ Billing and the province CRM (phase 3) -----------------------------------
+    def three_account(case_id, user, caller, targets):
+        user_id = f"{tag}USR{len(cases):02d}"
+        add(Case(case_id, "AccountSync", "SyncThreeAccount",
+                 _three_account_args(tid(), user, user_id, caller),
+                 sender=targets[0], expect={"USER_ID": user_id, "SYNC_SEQ": 1024, "APPLIED": "0"},
+                 check=recipients(*targets),
+                 flow=[("in", caller, targets[0])] + [("out", "BUS", t) for t in targets]))
+
+    for p in PROVINCES:
+        three_account(f"AccountSync.SyncThreeAccount[{p}]", users[p].own, "PCRM", [BILLING[p], "HQ-CRM"])
+    three_account(f"AccountSync.SyncThreeAccount[{PHASE2}-GSM]", users[PHASE2].gsm, "PCRM", [BILLING[PHASE2]])
+    three_account(f"AccountSync.SyncThreeAccount[{PHASE3}-from-HQ-CRM]", users[PHASE3].own, "UCRM",
+                  ["HQ-BILLING", f"CRM-{PHASE3}"])
+
+    # -- BillQuery: e-sales -> HQ CRM, which asks the billing that owns the user ---------------
+    for p in PROVINCES:
+        reader = users[p].reader
+        via = direct("ESALE", "HQ-CRM") + direct("UCRM", BILL_OWNER[p])
+        half = -reader.balance // 2
+
+        def bill_items(body, half=half, reader=reader):
+            items = as_list((body.get("BILL_ITEMS") or {}).get("BILL_ITEM"))
+            want = [("月租费", str(half)), ("通话费", str(-reader.balance - half))]   # seeded in this order
+            assert sorted(i.get("ITEM_CODE") for i in items) == ["0001", "0002"], f"BILL_ITEMS: {items!r}"
+            assert sorted((i.get("ITEM_NAME"), i.get("FEE")) for i in items) == sorted(want), \
+                f"BILL_ITEMS: got {items!r}, expected (ITEM_NAME, FEE) {want!r}"
+
+        details = call_details(reader.msisdn, BILL_CYCLE, "1")
+
+        def page_two(body, details=details):
+            rows_equal("CALL_DETAILS", (body.get("CALL_DETAILS") or {}).get("CALL_DETAIL"), details[5:10])
+
+        add(Case(f"BillQuery.QueryBill[{p}]", "BillQuery", "QueryBill",
+                 _args("BillQuery", "QueryBill", tid(), ("01", reader.msisdn), caller="ESALE",
+                       SERIAL_NUMBER=reader.msisdn, BILL_CYCLE=BILL_CYCLE),
+                 sender="HQ-CRM", flow=via, check=bill_items,
+                 expect={"SERIAL_NUMBER": reader.msisdn, "BILL_CYCLE": BILL_CYCLE,
+                         "CUST_NAME": mask_name(reader.cust_name), "TOTAL_FEE": -reader.balance,
+                         "PAID_FEE": 0, "UNPAID_FEE": -reader.balance}))
+        add(Case(f"BillQuery.QueryCallDetails[{p}]", "BillQuery", "QueryCallDetails",
+                 _args("BillQuery", "QueryCallDetails", tid(), ("01", reader.msisdn), caller="ESALE",
+                       SERIAL_NUMBER=reader.msisdn, BILL_CYCLE=BILL_CYCLE, DETAIL_TYPE="1", PAGE_NO=2,
+                       PAGE_SIZE=5),
+                 sender="HQ-CRM", flow=via, check=page_two,
+                 expect={"SERIAL_NUMBER": reader.msisdn, "BILL_CYCLE": BILL_CYCLE, "TOTAL_COUNT": len(details)}))
+        add(Case(f"BillQuery.QueryBalance[{p}]", "BillQuery", "QueryBalance",
+                 _args("BillQuery", "QueryBalance", tid(), ("01", reader.msisdn), caller="ESALE",
+                       SERIAL_NUMBER=reader.msisdn),
+                 sender="HQ-CRM", flow=via,
+                 expect={"SERIAL_NUMBER": reader.msisdn, "USER_STATE": reader.user_state,
+                         "BALANCE": reader.balance, "ARREARS_FEE": -reader.balance}))
+
+    # -- ReverseSync: a province VAC -> its CRM, which syncs a 3G user on to its billing and HQ CRM
+    for p in PROVINCES:
+        own = users[p].own
+        seq = f"{tag}VAC{p}"
+        add(Case(f"ReverseSync.SyncVacChange[{p}]", "ReverseSync", "SyncVacChange",
+                 _args("ReverseSync", "SyncVacChange", tid(), ("00", p), caller="VAC", VAC_SEQ=seq,
+                       SERIAL_NUMBER=own.msisdn, PROVINCE_CODE=p, EFFECT_TIME=now),
+                 sender=f"CRM-{p}", flow=direct("VAC", f"CRM-{p}") + [
+                     ("in", "PCRM", BILLING[p]), ("out", "BUS", BILLING[p]), ("out", "BUS", "HQ-CRM")],
+                 expect={"SERIAL_NUMBER": own.msisdn, "VAC_SEQ": seq, "IS_3G": "1", "SYNCED": "1"}))
+    gsm, seq = users[PHASE2].gsm, f"{tag}VACGSM"
+    add(Case(f"ReverseSync.SyncVacChange[{PHASE2}-GSM]", "ReverseSync", "SyncVacChange",
+             _args("ReverseSync", "SyncVacChange", tid(), ("00", PHASE2), caller="VAC", VAC_SEQ=seq,
+                   SERIAL_NUMBER=gsm.msisdn, PROVINCE_CODE=PHASE2, EFFECT_TIME=now),
+             sender=f"CRM-{PHASE2}", rsp_code="2101", flow=direct("VAC", f"CRM-{PHASE2}"),
+             expect={"SERIAL_NUMBER": gsm.msisdn, "VAC_SEQ": seq, "IS_3G": "0", "SYNCED": "0"}))
+
+    # -- InfoQuery: e-sales -> HQ CRM ----------------------------------------------------------
+    query = example("InfoQuery", "QueryProducts")["UNI_BSS_BODY"]
+    catalogue = products(query["NET_TYPE_CODE"], query["PRODUCT_TYPE"])
+    query = example("InfoQuery", "QueryNumbers")["UNI_BSS_BODY"]
+    numbers = free_numbers(PHASE2, query["PREFIX"], query["MAX_COUNT"])
+    assert catalogue and numbers, "the InfoQuery examples find nothing in the sandbox"
+    add(Case("InfoQuery.QueryProducts", "InfoQuery", "QueryProducts",
+             _args("InfoQuery", "QueryProducts", tid(), ("00", PHASE2), caller="ESALE", PROVINCE_CODE=PHASE2),
+             sender="HQ-CRM", flow=direct("ESALE", "HQ-CRM"),
+             check=lambda body: rows_equal("PRODUCTS", (body.get("PRODUCTS") or {}).get("PRODUCT"), catalogue)))
+    add(Case("InfoQuery.QueryNumbers", "InfoQuery", "QueryNumbers",
+             _args("InfoQuery", "QueryNumbers", tid(), ("00", PHASE2), caller="ESALE", PROVINCE_CODE=PHASE2),
+             sender="HQ-CRM", flow=direct("ESALE", "HQ-CRM"),
+             check=lambda body: rows_equal("NUMBERS", (body.get("NUMBERS") or {}).get("NUMBER_INFO"), numbers)))
+    add(Case("InfoQuery.QueryChannels", "InfoQuery", "QueryChannels",
+             _args("InfoQuery", "QueryChannels", tid(), ("00", PHASE2), caller="ESALE", PROVINCE_CODE=PHASE2),
+             sender="HQ-CRM", flow=direct("ESALE", "HQ-CRM"),
+             check=lambda body: rows_equal("CHANNELS", (body.get("CHANNELS") or {}).get("CHANNEL"),
+                                           channels(PHASE2))))
+    return cases
 
 
-def _three_account_args(trans_ido: str, user, user_id: str) -> dict:
-    """The SyncThreeAccount example, moved to a user of the phase-3 province (HQ Billing)."""
-    args = _args("AccountSync", "SyncThreeAccount", trans_ido, ("01", user.msisdn))
+def _three_account_args(trans_ido: str, user, user_id: str, caller: str) -> dict:
+    """The SyncThreeAccount example, moved to ``user`` (its province, network type, number)."""
+    args = _args("AccountSync", "SyncThreeAccount", trans_ido, ("01", user.msisdn), caller=caller)
     body = args["UNI_BSS_BODY"]
     body["USER"].update(USER_ID=user_id, SERIAL_NUMBER=user.msisdn, PROVINCE_CODE=user.province,
-                        EPARCHY_CODE="010")
+                        NET_TYPE_CODE=user.net_type, EPARCHY_CODE=EPARCHY[user.province])
     body["PAY_RELATION"]["USER_ID"] = user_id
     return args
 
@@ -222,12 +452,15 @@ def normalize(value):
     return str(value)
 
 
-def verify(case: Case, result: dict) -> None:
-    """Assert the answer of ``case``: RSP_CODE 0000, the peer named, the body's fields."""
+def verify(case: Case, result: dict, bus=None) -> None:
+    """Assert the answer of ``case``: its RSP_CODE, the peer named, the body's fields; with
+    ``bus`` (the EmbeddedBus called) also the journal: the request reached the bus as a SOAP 1.1
+    envelope, and the message took ``case.flow``."""
     result = normalize(result)
     head = result.get("UNI_BSS_HEAD") or {}
     response = head.get("RESPONSE") or {}
-    assert response.get("RSP_CODE") == "0000", f"{case.id}: RESPONSE {response!r}"
+    assert response.get("RSP_CODE") == case.rsp_code, f"{case.id}: RESPONSE {response!r}, expected RSP_CODE " \
+                                                      f"{case.rsp_code}"
     assert head.get("MSG_SENDER") == case.sender, (
         f"{case.id}: answered by {head.get('MSG_SENDER')!r}, expected {case.sender!r}")
     assert head.get("TRANS_IDO") == case.trans_ido, f"{case.id}: TRANS_IDO not echoed: {head!r}"
@@ -237,6 +470,24 @@ def verify(case: Case, result: dict) -> None:
     assert not wrong, f"{case.id}: body fields (got, expected): {wrong!r}; body {body!r}"
     if case.check is not None:
         case.check(body)
+    if bus is not None:
+        verify_journal(case, bus)
+
+
+def verify_journal(case: Case, bus) -> None:
+    """The hops the bus journalled for the case's TRANS_IDO (= its PROC_ID): the first is the
+    toolkit's request, a SOAP 1.1 envelope; all of them are ``case.flow`` when it is given."""
+    hops = bus.bus.journal.hops(case.trans_ido)
+    assert hops, f"{case.id}: the bus journalled nothing for {case.trans_ido}"
+    first = hops[0]
+    assert (first["direction"], first["trans_ido"]) == ("in", case.trans_ido), f"{case.id}: first hop {first!r}"
+    envelope = etree.QName(etree.fromstring(first["request"])).namespace
+    assert envelope == SOAP11_ENV, f"{case.id}: the request was not a SOAP 1.1 envelope but {envelope}"
+    if case.flow is not None:
+        got = [(h["direction"], h["source"], h["target"]) for h in hops]
+        if case.flow_continues:
+            got = got[:len(case.flow)]
+        assert got == case.flow, f"{case.id}: the journal holds the hops {got!r}, expected {case.flow!r}"
 
 
 # -- XML in and out, for the toolkits driven by XML documents ------------------------------

@@ -25,8 +25,8 @@ from tests.e2e.clients.cases import Case, request_xml, xml_to_dict
 
 SRC = Path(__file__).parent / "src"
 NODE_DIR = Path(__file__).parent / "node"
-# Every contract, in registry order (the first four first: the gSOAP client relies on the order).
-# Each toolkit generates a client of each, also of those no case calls yet.
+# Every contract, in registry order. Each toolkit generates a client of each; cases.py calls every
+# operation of every one.
 SERVICES = tuple(CONTRACTS)
 INSTALL_ALL = "bash .ci/install-clients.sh"
 IN_CI = os.environ.get("CI") == "true"

@@ -45,5 +45,5 @@ def test_wsdl_generates_without_warnings(dotnet_run):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_dotnet_wsdl_proxy(case, dotnet_run):
-    verify(case, dotnet_run.answer(case))
+def test_dotnet_wsdl_proxy(case, dotnet_run, clients_bus):
+    verify(case, dotnet_run.answer(case), clients_bus)

@@ -8,7 +8,9 @@ binding into a service of its own (bss, bss2, bss3, ...: without it wsdl2h merge
 warns), so the client picks the SOAP 1.1 binding by name: src/bss_client.cpp reads each request
 with the generated deserializer, calls the SOAP 1.1 binding's ``soap_call___bssK__Op`` stub (to
 the endpoint the WSDL names) as SOAP 1.1 and writes the answer with the generated serializer;
-the header's RSP_CODE and MSG_SENDER are also read from the generated classes.
+the header's RSP_CODE and MSG_SENDER are also read from the generated classes. Which nsN and
+bssK belong to which service is read from wsdl2h's header into bss_operations.h (every
+operation of every contract), which bss_client.cpp includes.
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ import shutil
 import pytest
 from lxml import etree
 
+from services.models import CONTRACTS
 from tests.e2e.clients.cases import cases_for, verify
-from tests.e2e.clients.support import (SERVICES, SRC, ClientRun, need, need_files, read_answers, run,
+from tests.e2e.clients.support import (SERVICES, SRC, ClientRun, ToolError, need, need_files, read_answers, run,
                                        run_parallel, warnings_in, write_plan, wsdl_url)
 
 pytestmark = pytest.mark.clients
@@ -27,6 +30,22 @@ pytestmark = pytest.mark.clients
 CASES = cases_for("gsoap")
 GSOAP_IMPORT = "/usr/share/gsoap/import"        # stlvector.h & co., #imported by wsdl2h's header
 INSTALL = "apt-get install gsoap libgsoap-dev g++"
+
+
+def operations_header(header: str) -> str:
+    """bss_operations.h: ``OPERATION(nsN, bssK, Service, Op)`` for every operation of every
+    contract, with the prefix wsdl2h gave the service's body namespace (nsN) and the gSOAP
+    service it made of the service's SOAP 1.1 binding (bssK), both read from wsdl2h's header."""
+    prefixes = {ns: p for p, ns in re.findall(r"^//gsoap (\S+)\s+schema namespace:\s+(\S+)", header, re.M)}
+    bindings = {b: p for p, b in re.findall(r"^//gsoap (\S+)\s+service name:\s+(\S+)", header, re.M)}
+    lines = []
+    for service, contract in CONTRACTS.items():
+        ns, binding = prefixes.get(contract.namespace), bindings.get(f"{service}Soap11Binding")
+        if ns is None or binding is None:
+            raise ToolError(f"wsdl2h's header has no prefix for {contract.namespace} ({ns}) or no service "
+                            f"for {service}Soap11Binding ({binding})")
+        lines += [f"OPERATION({ns}, {binding}, {service}, {op})" for op in contract.operations]
+    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +57,12 @@ def gsoap_run(clients_bus, tmp_path_factory):
         need("g++", how="apt-get install g++")
         need_files("/usr/include/stdsoap2.h", f"{GSOAP_IMPORT}/stlvector.h", how=INSTALL)
         # The order fixes wsdl2h's prefixes: ns1 BankPayment, ns2 header, ns3 simple types,
-        # ns4 OrderSync, ns5 CardActivation, ns6 AccountSync, and the services of the bindings
-        # bss, bss2 (BankPayment SOAP 1.1, 1.2), bss3, bss4 (OrderSync)... (bss_client.cpp relies on them).
+        # ns4 OrderSync, ..., and the services of the bindings bss, bss2 (BankPayment SOAP 1.1,
+        # 1.2), bss3, bss4 (OrderSync)...; bss_operations.h names them for bss_client.cpp.
         out.logs["wsdl2h"] = run(["wsdl2h", "-Nbss", "-o", "bss.h",
                                   *(wsdl_url(clients_bus.url, s) for s in SERVICES)], cwd=work)
+        (work / "bss_operations.h").write_text(operations_header((work / "bss.h").read_text(encoding="utf-8")),
+                                               encoding="utf-8")
         out.logs["soapcpp2"] = run(["soapcpp2", "-C", f"-I{GSOAP_IMPORT}", "bss.h"], cwd=work)
         shutil.copy(SRC / "bss_client.cpp", work)
         run_parallel([["g++", "-O0", "-c", unit] for unit in ("soapC.cpp", "soapClient.cpp", "bss_client.cpp")],
@@ -60,7 +81,7 @@ def test_wsdl2h_and_soapcpp2_generate_without_warnings(gsoap_run):
 
 def test_gsoap_makes_a_service_of_each_binding(gsoap_run):
     """wsdl2h -Nbss: one gSOAP service a WSDL binding, SOAP 1.1 then SOAP 1.2 for each contract,
-    numbered in the order bss_client.cpp relies on."""
+    numbered in the order the contracts were given."""
     header = (gsoap_run.built().folder / "bss.h").read_text(encoding="utf-8")
     services = dict(re.findall(r"^//gsoap (\S+)\s+service name:\s+(\S+)", header, re.M))  # prefix -> binding
     bindings = [f"{s}Soap{v}Binding" for s in SERVICES for v in ("11", "12")]
@@ -81,5 +102,5 @@ def test_gsoap_client_speaks_soap11(gsoap_run, clients_bus):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_gsoap(case, gsoap_run):
-    verify(case, gsoap_run.answer(case))
+def test_gsoap(case, gsoap_run, clients_bus):
+    verify(case, gsoap_run.answer(case), clients_bus)

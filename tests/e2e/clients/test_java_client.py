@@ -70,8 +70,8 @@ def test_wsimport_generates_without_warnings(java_run):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_java_jaxws(case, java_run):
-    verify(case, java_run.answer(case))
+def test_java_jaxws(case, java_run, clients_bus):
+    verify(case, java_run.answer(case), clients_bus)
 
 
 def test_wsimport_reads_every_wsdl_in_one_run(clients_bus, tmp_path):

@@ -34,5 +34,5 @@ def node_run(clients_bus, tmp_path_factory):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_node_soap(case, node_run):
-    verify(case, node_run.answer(case))
+def test_node_soap(case, node_run, clients_bus):
+    verify(case, node_run.answer(case), clients_bus)

@@ -32,5 +32,5 @@ def php_run(clients_bus, tmp_path_factory):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_php_soapclient(case, php_run):
-    verify(case, php_run.answer(case))
+def test_php_soapclient(case, php_run, clients_bus):
+    verify(case, php_run.answer(case), clients_bus)

@@ -76,10 +76,10 @@ def suds_run(clients_bus):
 
 
 @pytest.mark.parametrize("case", ZEEP_CASES, ids=lambda c: c.id)
-def test_zeep(case, zeep_run):
-    verify(case, zeep_run.answer(case))
+def test_zeep(case, zeep_run, clients_bus):
+    verify(case, zeep_run.answer(case), clients_bus)
 
 
 @pytest.mark.parametrize("case", SUDS_CASES, ids=lambda c: c.id)
-def test_suds(case, suds_run):
-    verify(case, suds_run.answer(case))
+def test_suds(case, suds_run, clients_bus):
+    verify(case, suds_run.answer(case), clients_bus)

@@ -5,9 +5,10 @@
 // Usage: mono BssClient.exe PLAN.tsv
 // Each plan line is "id<TAB>Service<TAB>Operation<TAB>request.xml<TAB>response.xml". The
 // children of the request wrapper element are read with XmlSerializer into the generated
-// parameter types, the generated proxy's method for the operation is called (at the Url the
-// WSDL names) and its <Op>Result is written with XmlSerializer to response.xml. One JSON line
-// per call on stdout: {"id", "ok", "rsp_code", "sender"} read from the generated classes, or
+// parameter types, the generated proxy's method for the operation (the one whose
+// SoapDocumentMethod request element is the operation's) is called at the Url the WSDL names,
+// and its <Op>Result is written with XmlSerializer to response.xml. One JSON line per call on
+// stdout: {"id", "ok", "rsp_code", "sender"} read from the generated classes, or
 // {"id", "ok": false, "error"}.
 using System;
 using System.IO;
@@ -58,8 +59,8 @@ public static class BssClient
         Type proxyType = Type.GetType("Bss." + service + "." + service, true);
         var proxy = (SoapHttpClientProtocol)Activator.CreateInstance(proxyType);
         proxy.Timeout = 30000;
-        MethodInfo method = proxyType.GetMethod(operation);
-        if (method == null) throw new ArgumentException(service + " proxy has no method " + operation);
+        MethodInfo method = OperationMethod(proxyType, operation);
+        if (method == null) throw new ArgumentException(service + " proxy has no method for " + operation);
 
         var doc = new XmlDocument();
         doc.Load(request);
@@ -83,6 +84,22 @@ public static class BssClient
         object head = Member(result, "UNI_BSS_HEAD");
         if (head == null) throw new InvalidOperationException("no UNI_BSS_HEAD in the answer");
         return head;
+    }
+
+    // The proxy's method of an operation: the one whose request element (SoapDocumentMethod's
+    // RequestElementName, else the method's name) is the operation's wrapper element. wsdl names
+    // the method after the operation, unless a member cannot take that name: the TopUp operation
+    // of the TopUp proxy class is CallTopUp, with RequestElementName="TopUp".
+    static MethodInfo OperationMethod(Type proxyType, string operation)
+    {
+        foreach (MethodInfo m in proxyType.GetMethods(BindingFlags.Public | BindingFlags.Instance))
+        {
+            object[] attrs = m.GetCustomAttributes(typeof(SoapDocumentMethodAttribute), false);
+            if (attrs.Length == 0) continue;
+            string element = ((SoapDocumentMethodAttribute)attrs[0]).RequestElementName;
+            if ((string.IsNullOrEmpty(element) ? m.Name : element) == operation) return m;
+        }
+        return null;
     }
 
     // A generated property (or field) by name.

@@ -10,18 +10,19 @@
 // serializer to response.xml. One JSON line per call on stdout: {"id", "ok", "rsp_code",
 // "sender"} read through the generated classes, or {"id", "ok": false, "error"}.
 //
-// wsdl2h numbers the namespaces in the order it reads them: it is given BankPayment, OrderSync,
-// CardActivation, AccountSync first (then the other services), so their bodies are ns1, ns4,
-// ns5, ns6 (ns2 the header, ns3 the shared simple types).
+// wsdl2h numbers the namespaces in the order it reads them (ns1 BankPayment's body, ns2 the header,
+// ns3 the shared simple types, ns4 OrderSync's body, ...), and with -Nbss it makes one service of
+// each binding, numbered in the order it reads them: bss (BankPaymentSoap11Binding), bss2
+// (BankPaymentSoap12Binding), bss3 (OrderSyncSoap11Binding), bss4, ... The test reads both
+// numberings from the generated header into bss_operations.h: one line
+// OPERATION(nsN, bssK, Service, Op) for every operation of every contract, nsN the prefix of the
+// service's body namespace and bssK the service of its SOAP 1.1 binding, so this client calls
+// any operation of any contract a plan names, through the SOAP 1.1 bindings' stubs only.
 //
-// Every WSDL binds its port type twice, SOAP 1.1 first and SOAP 1.2 second. With -Nbss wsdl2h
-// makes one service of each binding, numbered in the order it reads them: bss
-// (BankPaymentSoap11Binding), bss2 (BankPaymentSoap12Binding), bss3 (OrderSyncSoap11Binding),
-// bss4, bss5 (CardActivationSoap11Binding), bss6, bss7 (AccountSyncSoap11Binding), bss8, ...
-// This client calls the SOAP 1.1 bindings' stubs only. The SOAP 1.2 bindings make wsdl2h import
-// soap12.h, so the generated namespace tables (*.nsmap) name the SOAP 1.2 envelope: the client
-// runs on a copy of the table that names the SOAP 1.1 envelope and encoding instead
-// (soap_set_version() does not last: soap_end() drops the context's copy of the table).
+// The SOAP 1.2 bindings make wsdl2h import soap12.h, so the generated namespace tables (*.nsmap)
+// name the SOAP 1.2 envelope: the client runs on a copy of the table that names the SOAP 1.1
+// envelope and encoding instead (soap_set_version() does not last: soap_end() drops the context's
+// copy of the table).
 #include "soapH.h"
 #include "BankPaymentSoap11Binding.nsmap"
 
@@ -129,15 +130,7 @@ int main(int argc, char **argv) {
         const std::string &id = f[0], key = f[1] + "." + f[2], &request_file = f[3], &response_file = f[4];
         soap_destroy(soap);
         soap_end(soap);
-        OPERATION(ns1, bss, BankPayment, QueryArrears)
-        OPERATION(ns1, bss, BankPayment, QueryBalance)
-        OPERATION(ns1, bss, BankPayment, Pay)
-        OPERATION(ns1, bss, BankPayment, Reverse)
-        OPERATION(ns4, bss3, OrderSync, SyncOrder)
-        OPERATION(ns4, bss3, OrderSync, QueryOrderStatus)
-        OPERATION(ns5, bss5, CardActivation, ActivateCards)
-        OPERATION(ns5, bss5, CardActivation, QueryCardStatus)
-        OPERATION(ns6, bss7, AccountSync, SyncThreeAccount)
+#include "bss_operations.h"   // OPERATION(nsN, bssK, Service, Op) for every operation (see the top)
         fail(id, "this client has no operation " + key);
     }
     soap_destroy(soap);

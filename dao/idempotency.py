@@ -1,0 +1,78 @@
+"""The idempotency-key repository: claim a key, remember the first answer, forget it when due.
+
+A key is claimed by inserting it as ``pending``: the primary key makes exactly one claimer
+win, across threads, workers and nodes sharing the database. The winner stores the answer
+(``done``); everyone else reads it. A ``pending`` row older than ``stale_after`` (its
+claimer died) can be taken over by one later claimer.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from dao.journal import now
+from dao.models import IdempotencyKey
+
+K = IdempotencyKey.__table__
+
+
+class IdempotencyStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def claim(self, key: str, service: str, operation: str, msg_id: str, ttl: timedelta,
+              stale_after: timedelta) -> dict | None:
+        """None when ``msg_id`` now owns ``key``; else the row that holds it (pending or done)."""
+        when = now()
+        row = dict(key=key, service=service, operation=operation, status="pending", msg_id=msg_id,
+                   created_at=when, expires_at=when + ttl)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(K), row)
+            return None
+        except IntegrityError:
+            pass
+        held = self.get(key)
+        if held is None:   # released in between: try once more
+            return self.claim(key, service, operation, msg_id, ttl, stale_after)
+        expired = _aware(held["expires_at"]) <= when
+        abandoned = held["status"] == "pending" and _aware(held["created_at"]) <= when - stale_after
+        if expired or abandoned:
+            with self.engine.begin() as conn:
+                taken = conn.execute(update(K).where(K.c.key == key, K.c.msg_id == held["msg_id"],
+                                                     K.c.status == held["status"])
+                                     .values(status="pending", msg_id=msg_id, reply=None, created_at=when,
+                                             expires_at=when + ttl)).rowcount
+            if taken == 1:
+                return None
+            return self.get(key) or self.claim(key, service, operation, msg_id, ttl, stale_after)
+        return held
+
+    def complete(self, key: str, msg_id: str, reply: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(K).where(K.c.key == key, K.c.msg_id == msg_id)
+                         .values(status="done", reply=reply))
+
+    def release(self, key: str, msg_id: str) -> None:
+        """Give a claimed key back (the message failed): a repeat will be handled afresh."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(K).where(K.c.key == key, K.c.msg_id == msg_id, K.c.status == "pending"))
+
+    def get(self, key: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(K).where(K.c.key == key)).mappings().first()
+        return dict(row) if row else None
+
+    def purge(self, before: datetime | None = None) -> int:
+        """Delete the keys that expired (before ``before``, default now); returns how many."""
+        with self.engine.begin() as conn:
+            return conn.execute(delete(K).where(K.c.expires_at <= (before or now()))).rowcount
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite gives naive datetimes back; they were stored in UTC."""
+    from datetime import timezone
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
