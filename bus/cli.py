@@ -314,6 +314,56 @@ def cmd_journal(args) -> int:
     return 0
 
 
+def cmd_dlq(args) -> int:
+    from dao.db import open_database
+    from dao.journal import Journal
+    from dao.outbox import DEAD, OutboxStore
+
+    engine = open_database(_settings(args).db_url)
+    outbox, journal = OutboxStore(engine), Journal(engine)
+    if args.action == "list":
+        rows = outbox.list(args.status, args.peer, args.limit)
+        if args.json:
+            _print_json([{k: v for k, v in r.items() if k != "message"} for r in rows])
+        for r in rows if not args.json else []:
+            print(f"{r['id']:>6} {r['status']:<9} {r['service']}.{r['operation']:<22} -> {r['peer_name']:<12} "
+                  f"attempts={r['attempts']} TRANS_IDO={r['trans_ido']}  {r['last_error'] or ''}")
+        if not rows and not args.json:
+            print(f"no {args.status or ''} messages".replace("  ", " "))
+        return 0
+    if args.action == "show":
+        row = outbox.get(args.id)
+        if row is None:
+            raise CliError(f"no outbox message {args.id}")
+        _print_json(dict(row, message=json.loads(row["message"])))
+        return 0
+    # replay
+    if args.all:
+        rows = outbox.list(DEAD, args.target, limit=100000)
+    else:
+        if not args.ids:
+            raise CliError("name the dead letters to replay (IDs), or --all [--target PEER]")
+        rows = [outbox.get(i) for i in args.ids]
+        missing = [i for i, r in zip(args.ids, rows) if r is None or r["status"] != DEAD]
+        if missing:
+            raise CliError(f"not dead letters: {', '.join(map(str, missing))} (see `bssbus dlq list`)")
+    for row in rows:
+        if args.dry_run:
+            print(f"would replay {row['id']}: {row['service']}.{row['operation']} -> {row['peer_name']} "
+                  f"(TRANS_IDO {row['trans_ido']})")
+            continue
+        if outbox.replay(row["id"]):
+            journal.record(msg_id=row["msg_id"], direction="adm", service=row["service"],
+                           operation=row["operation"], trans_ido=row["trans_ido"], source=args.by,
+                           target=row["peer_name"], province=row["province"], status="replayed",
+                           route=f"dead letter {row['id']} replayed by {args.by}",
+                           error=(row["last_error"] or "")[:1000])
+            print(f"replayed {row['id']}: {row['service']}.{row['operation']} -> {row['peer_name']}")
+    if not rows:
+        print("no dead letters to replay")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from bus.demo import run_demo
     return run_demo(_settings(args), url=args.url, as_json=args.json)
@@ -394,6 +444,30 @@ def build_parser() -> argparse.ArgumentParser:
     for q in (pset, phist):
         q.add_argument("--db-url", help="the bus database (default: the config's)")
         q.set_defaults(func=cmd_phase)
+
+    p = sub.add_parser("dlq", parents=[common], help="list, show and replay dead letters",
+                       description="Messages of store-and-forward routes whose delivery attempts are spent "
+                       "are dead letters. `dlq list` shows them (or --status pending|delivered), `dlq show ID` "
+                       "one of them, `dlq replay ID...` or `dlq replay --all [--target PEER]` sends them "
+                       "again (attempts from zero; the replay is journalled). Replaying goes through the "
+                       "same idempotency as any delivery, so replaying twice does no harm.")
+    dsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    dlist = dsub.add_parser("list", parents=[common], help="dead letters (or other outbox messages)")
+    dlist.add_argument("--status", default="dead", help="dead (default), pending or delivered")
+    dlist.add_argument("--peer", help="only those for this peer, e.g. BILLING-51")
+    dlist.add_argument("--limit", type=int, default=100)
+    dlist.add_argument("--json", action="store_true")
+    dshow = dsub.add_parser("show", parents=[common], help="one outbox message, whole")
+    dshow.add_argument("id", type=int)
+    dreplay = dsub.add_parser("replay", parents=[common], help="send dead letters again")
+    dreplay.add_argument("ids", type=int, nargs="*", metavar="ID")
+    dreplay.add_argument("--all", action="store_true", help="every dead letter (of --target)")
+    dreplay.add_argument("--target", help="with --all: only those for this peer, e.g. BILLING-51")
+    dreplay.add_argument("--dry-run", action="store_true", help="say what would be replayed, change nothing")
+    dreplay.add_argument("--by", default=getpass.getuser(), help="who replays, for the audit (default: %(default)s)")
+    for q in (dlist, dshow, dreplay):
+        q.add_argument("--db-url", help="the bus database (default: the config's)")
+        q.set_defaults(func=cmd_dlq)
 
     p = sub.add_parser("journal", parents=[common], help="find messages and show their hops",
                        description="`journal show KEY` prints every hop of the message whose TRANS_IDO, "

@@ -17,12 +17,14 @@ from sqlalchemy.engine import Engine
 from adapters import ADAPTERS, AdapterRegistry
 from bus.faults import BusFault, InternalError
 from bus.idempotency import IdempotentConsumer
+from bus.outbox import STORE_AND_FORWARD, Forwarder, RedeliveryPolicy, accept
 from bus.message import Message, Reply
 from bus.router import ContentBasedRouter, Decision
 from config.settings import Settings
 from dao.db import open_database
 from dao.journal import Journal
 from dao.idempotency import IdempotencyStore
+from dao.outbox import OutboxStore
 from dao.phases import PhaseStore, PhaseTable
 
 log = logging.getLogger("bssbus.bus")
@@ -40,15 +42,22 @@ class Bus:
         self.router: ContentBasedRouter | None = None
         self.phase_store: PhaseStore | None = None
         self.idempotency: IdempotentConsumer | None = None
+        self.outbox: OutboxStore | None = None
+        self.forwarder: Forwarder | None = None
         self.adapters: AdapterRegistry | None = None
 
-    def start(self, engine: Engine | None = None) -> "Bus":
+    def start(self, engine: Engine | None = None, forwarder: bool = True) -> "Bus":
         self.engine = engine or open_database(self.settings.db_url)
         self.journal = Journal(self.engine)
         self.router = ContentBasedRouter.from_settings(self.settings)
         self.phase_store = PhaseStore(self.engine)
         self.phase_store.seed(self.settings.phases)
         self.router.phase_table = PhaseTable(self.phase_store, self.settings.phase_refresh_seconds)
+        self.outbox = OutboxStore(self.engine)
+        self.forwarder = Forwarder(self, RedeliveryPolicy.from_config(self.settings.section("redelivery")),
+                                   interval=float(self.settings.section("redelivery").get("poll_seconds", 0.5)))
+        if forwarder:
+            self.forwarder.start()
         longest = max((p.timeout for p in self.settings.peers.values()), default=10.0)
         self.idempotency = IdempotentConsumer(IdempotencyStore(self.engine),
                                               ttl=timedelta(hours=self.settings.idempotency_ttl_hours),
@@ -57,6 +66,8 @@ class Bus:
         return self
 
     def stop(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.stop()
         if self.engine is not None:
             self.engine.dispose()
 
@@ -81,6 +92,8 @@ class Bus:
         if decision:
             values.update(target=decision.peer_name, province=decision.province,
                           route=decision.describe()[:200])
+        if message is not None and message.accepted and not fault:
+            values["status"] = "accepted"
         elif message is not None and message.duplicate_of:
             values.update(status="duplicate", route=f"answered as message {message.duplicate_of}")
         self.journal.finish(entry_id, more=message.hops if message else (), **values)
@@ -107,6 +120,9 @@ class Bus:
         which ones were not reached. A fault of the first target is the caller's fault.
         """
         decision = self.router.resolve(message)
+        if decision.route.delivery == STORE_AND_FORWARD:
+            message.accepted = True
+            return accept(self, message, decision), decision
         reply = self.deliver(message, decision)
         if decision.also:
             outcomes = [(decision.peer_name, reply.rsp_code, _rsp_desc(reply))]

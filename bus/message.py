@@ -25,6 +25,7 @@ class Message:
     received_at: float = field(default_factory=time.time)
     hops: list[dict] = field(default_factory=list)   # outbound hops, journalled with the reply
     duplicate_of: str | None = None                   # msg_id of the first message with its key
+    accepted: bool = False                            # stored for the Forwarder, not delivered yet
 
     # -- the keys people and the router search by ---------------------------------------
     @property

@@ -26,6 +26,8 @@ def is_3g_user(message: Message) -> bool:
     return user.get("NET_TYPE_CODE") in THREE_G_NET_TYPES
 
 
+DELIVERIES = ("sync", "store-and-forward")
+
 # Conditions a recipient can be given with ``when:`` in the route table, by name.
 CONDITIONS = {"3g_user": is_3g_user}
 
@@ -71,6 +73,7 @@ class Route:
     operations: frozenset[str] = frozenset()
     caller: str | None = None
     also: tuple[Recipient, ...] = ()
+    delivery: str = "sync"   # or "store-and-forward": accepted now, delivered by the Forwarder
 
     def peers(self) -> list[str]:
         """Every peer this route can send to."""
@@ -106,9 +109,13 @@ class Route:
     @classmethod
     def from_config(cls, spec: dict) -> "Route":
         ops = spec.get("operations") or ([spec["operation"]] if spec.get("operation") else [])
+        delivery = str(spec.get("delivery", "sync"))
+        if delivery not in DELIVERIES:
+            raise ConfigError(f"route {spec.get('name')}: delivery {delivery!r} is not one of "
+                              f"{', '.join(DELIVERIES)}{did_you_mean(delivery, DELIVERIES)}")
         return cls(name=str(spec.get("name") or spec["service"]), service=str(spec["service"]),
                    target=_target(spec["target"]), operations=frozenset(ops), caller=spec.get("caller"),
-                   also=tuple(Recipient.from_config(r) for r in spec.get("also") or ()))
+                   also=tuple(Recipient.from_config(r) for r in spec.get("also") or ()), delivery=delivery)
 
 
 @dataclass(frozen=True)

@@ -101,3 +101,32 @@ class IdempotencyKey(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
     __table_args__ = (Index("ix_idempotency_key_expires_at", "expires_at"),)
+
+
+class OutboxEntry(Base):
+    """The Outbox (store and forward): a one-way message accepted for a peer, until the
+    Forwarder delivers it (``delivered``) or its attempts are spent (``dead``: the
+    DeadLetterChannel). ``order_key`` (the user's number) keeps one user's messages in order."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(ID, Identity(), primary_key=True)
+    msg_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    service: Mapped[str] = mapped_column(String(40), nullable=False)
+    operation: Mapped[str] = mapped_column(String(40), nullable=False)
+    trans_ido: Mapped[str | None] = mapped_column(String(32))
+    peer_key: Mapped[str] = mapped_column(String(40), nullable=False)
+    peer_name: Mapped[str] = mapped_column(String(40), nullable=False)
+    province: Mapped[str | None] = mapped_column(String(4))
+    order_key: Mapped[str] = mapped_column(String(60), nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(10), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),
+                      Index("ix_outbox_order_key", "order_key", "id"))

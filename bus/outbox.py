@@ -1,0 +1,159 @@
+"""Store and forward: the Outbox, the Forwarder, the RedeliveryPolicy and the DeadLetterChannel.
+
+A route with ``delivery: store-and-forward`` does not call its peer while the caller waits:
+the bus stores the message in the outbox (one row per recipient) and answers "accepted".
+The :class:`Forwarder` then peeks at due rows, claims one, sends it through the peer's
+adapter, and removes it from the queue (``delivered``) or counts the attempt and schedules
+the next one by the :class:`RedeliveryPolicy`; when the attempts are spent the row becomes a
+dead letter (``dead``), with its last error, until an operator replays it (`bssbus dlq`).
+Every attempt is journalled as an outbound hop of the message.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bus.faults import BusFault
+from bus.message import Message, Reply
+from bus.router import Decision
+from dao.journal import now
+from dao.outbox import OutboxStore
+
+log = logging.getLogger("bssbus.forwarder")
+
+STORE_AND_FORWARD = "store-and-forward"
+
+
+@dataclass(frozen=True)
+class RedeliveryPolicy:
+    """How often and how soon to try again: exponential backoff with jitter, capped."""
+
+    max_attempts: int = 8
+    initial_seconds: float = 1.0
+    multiplier: float = 2.0
+    cap_seconds: float = 300.0
+    jitter: float = 0.2           # +/- this fraction of the delay, so retries do not march together
+
+    def delay(self, attempt: int, rng: random.Random = random) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        base = min(self.cap_seconds, self.initial_seconds * self.multiplier ** (attempt - 1))
+        return max(0.0, base * (1 + rng.uniform(-self.jitter, self.jitter)))
+
+    @classmethod
+    def from_config(cls, spec: dict | None) -> "RedeliveryPolicy":
+        spec = dict(spec or {})
+        policy = cls(**{k: type(getattr(cls, k))(v) for k, v in spec.items() if k in cls.__dataclass_fields__})
+        if policy.max_attempts < 1 or policy.initial_seconds < 0 or policy.multiplier < 1:
+            raise ValueError("redelivery: max_attempts >= 1, initial_seconds >= 0, multiplier >= 1")
+        return policy
+
+
+def order_key(message: Message) -> str:
+    """Messages of one user are delivered in order: the key is the user's number."""
+    return (message.msisdn or f"{message.service}:{message.trans_ido}")[:60]
+
+
+def accept(bus, message: Message, decision: Decision) -> Reply:
+    """Store ``message`` for the decision's target and every further recipient; the caller's
+    answer says so (RSP_CODE 0000). Durable before the answer: the rows are committed."""
+    payload = json.dumps({"service": message.service, "operation": message.operation, "head": message.head,
+                          "body": message.body, "route": decision.route.name, "msg_id": message.msg_id},
+                         ensure_ascii=False, default=str)
+    targets = [decision, *decision.also]
+    bus.outbox.add([dict(msg_id=message.msg_id, service=message.service, operation=message.operation,
+                         trans_ido=message.trans_ido, peer_key=_peer_key(d), peer_name=d.peer_name,
+                         province=d.province, order_key=order_key(message), message=payload) for d in targets])
+    names = ", ".join(d.peer_name for d in targets)
+    head = {k: v for k, v in message.head.items() if k not in ("RESPONSE", "MSG_SENDER", "MSG_RECEIVER")}
+    head.update(ACTION_CODE="1", MSG_SENDER="BUS", MSG_RECEIVER=message.caller,
+                RESPONSE={"RSP_TYPE": "0", "RSP_CODE": "0000",
+                          "RSP_DESC": f"Accepted: the bus delivers it to {names}."})
+    return Reply(head=head, body=None, peer="BUS")
+
+
+def _peer_key(decision: Decision) -> str:
+    return decision.peer.key.split("[", 1)[0]   # a province override keeps its peer's key
+
+
+class Forwarder:
+    """Delivers due outbox rows, in a background thread of each bus process. Several
+    processes and nodes share one outbox safely: a row is claimed before it is sent."""
+
+    def __init__(self, bus, policy: RedeliveryPolicy, interval: float = 0.5, batch: int = 50):
+        self.bus = bus
+        self.policy = policy
+        self.interval = interval
+        self.batch = batch
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="forwarder", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                while self.run_once() and not self._stop.is_set():
+                    pass
+            except Exception:  # the loop must survive a database hiccup; the error is logged
+                log.exception("forwarder pass failed")
+
+    def run_once(self) -> int:
+        """One pass over the due rows; returns how many were attempted."""
+        done = 0
+        for row in self.bus.outbox.due(self.batch):
+            lease = now() + timedelta(seconds=self._lease_seconds(row))
+            if self.bus.outbox.claim(row["id"], lease):
+                self.deliver(row)
+                done += 1
+        return done
+
+    def _lease_seconds(self, row: dict) -> float:
+        peer = self.bus.router.peers.get(row["peer_key"])
+        return 2 * (peer.timeout if peer else 10.0) + 5
+
+    def deliver(self, row: dict) -> bool:
+        data = json.loads(row["message"])
+        message = Message(service=data["service"], operation=data["operation"], head=data["head"],
+                          body=data["body"], msg_id=data["msg_id"])
+        attempt = row["attempts"] + 1
+        try:
+            decision = self._decision(row, data)
+            self.bus.deliver(message, decision)
+        except BusFault as fault:
+            self._journal(message)
+            spent = attempt >= self.policy.max_attempts
+            when = None if spent else now() + timedelta(seconds=self.policy.delay(attempt))
+            self.bus.outbox.failed(row["id"], attempt, f"attempt {attempt}: {fault.code}: {fault.message}", when)
+            if spent:
+                log.warning("outbox %s to %s is a dead letter after %d attempts: %s", row["id"],
+                            row["peer_name"], attempt, fault.message)
+            return False
+        self._journal(message)
+        self.bus.outbox.delivered(row["id"], attempt)
+        return True
+
+    def _decision(self, row: dict, data: dict) -> Decision:
+        router = self.bus.router
+        route = next((r for r in router.routes if r.name == data["route"]), None) or router.find_route(
+            data["service"], data["operation"], data["head"].get("ORIG_DOMAIN"))
+        peer = router.peers[row["peer_key"]].for_province(row["province"], data["service"])
+        return Decision(route=route, peer=peer, province=row["province"],
+                        phase=router.current_phases().get(row["province"]))
+
+    def _journal(self, message: Message) -> None:
+        for hop in message.hops:
+            self.bus.journal.record(**hop)
+        message.hops.clear()

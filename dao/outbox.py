@@ -1,0 +1,95 @@
+"""The outbox repository: store, claim, settle and replay one-way messages.
+
+A row is claimed for delivery by setting ``locked_until`` with a conditional UPDATE: exactly
+one claimer gets rowcount 1, on SQLite and on a PostgreSQL shared by several nodes alike.
+Only the oldest pending row of an ``order_key`` is due, so one user's messages are
+delivered in the order they were accepted, while other users' messages go on.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import aliased
+
+from dao.journal import now
+from dao.models import OutboxEntry
+
+O = OutboxEntry.__table__
+PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+
+
+class OutboxStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def add(self, rows: list[dict]) -> list[int]:
+        when = now()
+        ids = []
+        with self.engine.begin() as conn:
+            for row in rows:
+                values = dict(row, status=PENDING, attempts=0, next_attempt_at=when, created_at=when)
+                ids.append(conn.execute(insert(O).values(**values)).inserted_primary_key[0])
+        return ids
+
+    def due(self, limit: int = 50, at: datetime | None = None) -> list[dict]:
+        """Pending rows whose time has come, the oldest of each order_key only."""
+        at = at or now()
+        older = aliased(O)
+        query = (select(O).where(
+            O.c.status == PENDING, O.c.next_attempt_at <= at,
+            or_(O.c.locked_until.is_(None), O.c.locked_until < at),
+            ~exists().where(and_(older.c.order_key == O.c.order_key, older.c.status == PENDING,
+                                 older.c.id < O.c.id)))
+            .order_by(O.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def claim(self, row_id: int, until: datetime) -> bool:
+        at = now()
+        with self.engine.begin() as conn:
+            return conn.execute(update(O).where(
+                O.c.id == row_id, O.c.status == PENDING,
+                or_(O.c.locked_until.is_(None), O.c.locked_until < at)).values(locked_until=until)).rowcount == 1
+
+    def delivered(self, row_id: int, attempts: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(O).where(O.c.id == row_id).values(
+                status=DELIVERED, attempts=attempts, delivered_at=now(), locked_until=None, last_error=None))
+
+    def failed(self, row_id: int, attempts: int, error: str, next_attempt_at: datetime | None) -> None:
+        """Another failed attempt; ``next_attempt_at`` None means the attempts are spent: dead."""
+        values = dict(attempts=attempts, last_error=error[:1000], locked_until=None)
+        if next_attempt_at is None:
+            values["status"] = DEAD
+        else:
+            values["next_attempt_at"] = next_attempt_at
+        with self.engine.begin() as conn:
+            conn.execute(update(O).where(O.c.id == row_id).values(**values))
+
+    def get(self, row_id: int) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(O).where(O.c.id == row_id)).mappings().first()
+        return dict(row) if row else None
+
+    def list(self, status: str | None = DEAD, peer: str | None = None, limit: int = 100) -> list[dict]:
+        query = select(O).order_by(O.c.id).limit(limit)
+        if status:
+            query = query.where(O.c.status == status)
+        if peer:
+            query = query.where(O.c.peer_name == peer)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def replay(self, row_id: int) -> bool:
+        """A dead letter back to pending, attempts from zero; False when it is not dead."""
+        with self.engine.begin() as conn:
+            return conn.execute(update(O).where(O.c.id == row_id, O.c.status == DEAD).values(
+                status=PENDING, attempts=0, next_attempt_at=now(), locked_until=None)).rowcount == 1
+
+    def depth(self) -> dict[str, int]:
+        """Pending rows per peer (the queue depth an operator watches)."""
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(O.c.peer_name, func.count()).where(O.c.status == PENDING)
+                                     .group_by(O.c.peer_name)).all())

@@ -1,0 +1,34 @@
+"""The outbox on SQLite and PostgreSQL: due rows in order per key, one claimer, dead letters."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from dao.db import open_database
+from dao.journal import now
+from dao.outbox import OutboxStore
+
+
+def row(n, key="18603011234", peer="BILLING-51"):
+    return dict(msg_id=f"m{n}", service="AccountSync", operation="SyncThreeAccount", trans_ido=f"T{n}",
+                peer_key="province_billing", peer_name=peer, province="51", order_key=key, message="{}")
+
+
+def test_due_claim_fail_dead_and_replay(db_url):
+    engine = open_database(db_url)
+    box = OutboxStore(engine)
+    a1, a2, b1 = box.add([row(1), row(2), row(3, key="13000000001", peer="BILLING-17")])
+    assert [r["id"] for r in box.due()] == [a1, b1], "only the oldest row of a key is due"
+    lease = now() + timedelta(seconds=30)
+    assert box.claim(a1, lease) and not box.claim(a1, lease), "exactly one claimer"
+    assert [r["id"] for r in box.due()] == [b1], "a claimed row is not due"
+    box.failed(a1, 1, "attempt 1: refused", now() + timedelta(hours=1))
+    assert [r["id"] for r in box.due()] == [b1], "a row waiting for its retry holds its key's later rows"
+    box.failed(a1, 2, "attempt 2: refused", None)
+    assert box.get(a1)["status"] == "dead" and box.get(a1)["last_error"] == "attempt 2: refused"
+    assert [r["id"] for r in box.due()] == [a2, b1], "a dead letter no longer holds its key"
+    assert box.depth() == {"BILLING-51": 1, "BILLING-17": 1}
+    assert box.replay(a1) and not box.replay(a1)
+    assert box.get(a1)["attempts"] == 0 and [r["id"] for r in box.due()] == [a1, b1]
+    box.delivered(a1, 1)
+    assert box.get(a1)["status"] == "delivered" and [r["id"] for r in box.list("dead")] == []
+    engine.dispose()
