@@ -148,6 +148,8 @@ EXPECTED = {"2101"}   # result codes that are the right answer (a GSM user's VAC
 
 
 def ok(flow: Flow, result: CallResult) -> bool:
+    if flow.until is not None and not flow.until(result):
+        return False
     return result.fault_code is None and (result.rsp_code == "0000" or (
         result.rsp_code in EXPECTED and "GSM" in flow.title))
 
@@ -163,6 +165,9 @@ def run_flows(client: BusClient, journal, settings: Settings, phases: dict[str, 
                 if flow.until is None or flow.until(result) or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
+                # a new question each time: the same TRANS_IDO would get the first answer again
+                head = flow.args["UNI_BSS_HEAD"]
+                head["TRANS_IDO"] = f"{head['ORIG_DOMAIN']}{uuid.uuid4().hex[:20]}"
             hops = journal.hops(flow.trace or flow.args["UNI_BSS_HEAD"]["PROC_ID"])
             if result.fault_code:
                 status = f"FAULT {result.fault_code}: {result.fault_string}"
