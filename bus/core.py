@@ -18,6 +18,7 @@ from adapters import ADAPTERS, AdapterRegistry
 from bus.faults import BusFault, InternalError
 from bus.idempotency import IdempotentConsumer
 from bus.outbox import STORE_AND_FORWARD, Forwarder, RedeliveryPolicy, accept
+from bus.scheduler import Scheduler
 from bus.message import Message, Reply
 from bus.router import ContentBasedRouter, Decision
 from config.settings import Settings
@@ -44,6 +45,7 @@ class Bus:
         self.idempotency: IdempotentConsumer | None = None
         self.outbox: OutboxStore | None = None
         self.forwarder: Forwarder | None = None
+        self.scheduler: Scheduler | None = None
         self.adapters: AdapterRegistry | None = None
 
     def start(self, engine: Engine | None = None, forwarder: bool = True) -> "Bus":
@@ -53,21 +55,23 @@ class Bus:
         self.phase_store = PhaseStore(self.engine)
         self.phase_store.seed(self.settings.phases)
         self.router.phase_table = PhaseTable(self.phase_store, self.settings.phase_refresh_seconds)
+        self.adapters = AdapterRegistry(self.settings.peers, ADAPTERS)
         self.outbox = OutboxStore(self.engine)
         self.forwarder = Forwarder(self, RedeliveryPolicy.from_config(self.settings.section("redelivery")),
                                    interval=float(self.settings.section("redelivery").get("poll_seconds", 0.5)))
-        if forwarder:
-            self.forwarder.start()
         longest = max((p.timeout for p in self.settings.peers.values()), default=10.0)
         self.idempotency = IdempotentConsumer(IdempotencyStore(self.engine),
                                               ttl=timedelta(hours=self.settings.idempotency_ttl_hours),
                                               wait_seconds=2 * longest + 5)
-        self.adapters = AdapterRegistry(self.settings.peers, ADAPTERS)
+        # last: the scheduled jobs use everything above
+        self.scheduler = Scheduler(self).start(forwarder=forwarder,
+                                               housekeeping=bool(self.settings.section("housekeeping")
+                                                                 .get("enabled", True)))
         return self
 
     def stop(self) -> None:
-        if self.forwarder is not None:
-            self.forwarder.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
         if self.engine is not None:
             self.engine.dispose()
 

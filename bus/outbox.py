@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -80,7 +79,7 @@ def _peer_key(decision: Decision) -> str:
 
 
 class Forwarder:
-    """Delivers due outbox rows, in a background thread of each bus process. Several
+    """Delivers due outbox rows (``drain``, run by each bus process's scheduler). Several
     processes and nodes share one outbox safely: a row is claimed before it is sent."""
 
     def __init__(self, bus, policy: RedeliveryPolicy, interval: float = 0.5, batch: int = 50):
@@ -88,27 +87,20 @@ class Forwarder:
         self.policy = policy
         self.interval = interval
         self.batch = batch
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="forwarder", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                while self.run_once() and not self._stop.is_set():
-                    pass
-            except Exception:  # the loop must survive a database hiccup; the error is logged
-                log.exception("forwarder pass failed")
+    def drain(self) -> int:
+        """Passes until nothing is due (the scheduled job); returns how many were attempted.
+        A database error is logged and the next run tries again."""
+        total = 0
+        try:
+            while True:
+                done = self.run_once()
+                total += done
+                if not done:
+                    return total
+        except Exception:
+            log.exception("forwarder pass failed")
+            return total
 
     def run_once(self) -> int:
         """One pass over the due rows; returns how many were attempted."""

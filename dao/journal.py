@@ -40,6 +40,11 @@ class Journal:
             for hop in more:
                 conn.execute(_INSERT, _row(hop))
 
+    def purge(self, before: datetime) -> int:
+        """Delete the hops that started before ``before`` (the journal's retention)."""
+        with self.engine.begin() as conn:
+            return conn.execute(T.delete().where(T.c.started_at < before)).rowcount
+
     def hops(self, key: str) -> list[dict]:
         """Every hop of the messages whose TRANS_IDO, PROC_ID or msg_id is ``key``, in time order."""
         with self.engine.connect() as conn:

@@ -130,3 +130,16 @@ class OutboxEntry(Base):
 
     __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),
                       Index("ix_outbox_order_key", "order_key", "id"))
+
+
+class JobLease(Base):
+    """Who may run a scheduled job until when: several processes and nodes share one
+    database, and each leased job runs on one of them at a time."""
+
+    __tablename__ = "job_lease"
+
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(80), nullable=False)
+    until: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_result: Mapped[str | None] = mapped_column(String(200))

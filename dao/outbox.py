@@ -88,6 +88,11 @@ class OutboxStore:
             return conn.execute(update(O).where(O.c.id == row_id, O.c.status == DEAD).values(
                 status=PENDING, attempts=0, next_attempt_at=now(), locked_until=None)).rowcount == 1
 
+    def purge_delivered(self, before: datetime) -> int:
+        """Forget delivered messages older than ``before`` (dead letters stay until replayed)."""
+        with self.engine.begin() as conn:
+            return conn.execute(O.delete().where(O.c.status == DELIVERED, O.c.delivered_at < before)).rowcount
+
     def depth(self) -> dict[str, int]:
         """Pending rows per peer (the queue depth an operator watches)."""
         with self.engine.connect() as conn:

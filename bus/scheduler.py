@@ -1,0 +1,60 @@
+"""Scheduled work of a bus process, on APScheduler: the Forwarder and the housekeeping.
+
+Every process runs the Forwarder's pass (rows are claimed one by one, so processes never
+send the same message twice). Housekeeping jobs (purging expired idempotency keys, old
+journal rows and delivered outbox rows) take a lease in the database first, so with several
+workers or nodes each job runs on one of them per interval, never twice at once.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from datetime import timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from dao.journal import now
+from dao.leases import LeaseStore
+
+log = logging.getLogger("bssbus.scheduler")
+
+
+class Scheduler:
+    def __init__(self, bus):
+        self.bus = bus
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.leases = LeaseStore(bus.engine)
+        self.scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
+        section = bus.settings.section("housekeeping")
+        self.every = timedelta(minutes=float(section.get("every_minutes", 60)))
+        self.journal_days = float(section.get("journal_retention_days", 90))
+        self.outbox_days = float(section.get("delivered_outbox_retention_days", 7))
+
+    def start(self, forwarder: bool = True, housekeeping: bool = True) -> "Scheduler":
+        if forwarder:
+            self.scheduler.add_job(self.bus.forwarder.drain, "interval", seconds=self.bus.forwarder.interval,
+                                   id="forwarder")
+        if housekeeping:
+            self.scheduler.add_job(self.housekeeping, "interval", seconds=self.every.total_seconds(),
+                                   id="housekeeping")
+        self.scheduler.start()
+        return self
+
+    def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def housekeeping(self) -> str | None:
+        """Purge what has expired, if this process holds the lease; returns what it did."""
+        if not self.leases.acquire("housekeeping", self.owner, self.every * 0.9):
+            return None
+        at = now()
+        keys = self.bus.idempotency.store.purge(at)
+        hops = self.bus.journal.purge(at - timedelta(days=self.journal_days))
+        delivered = self.bus.outbox.purge_delivered(at - timedelta(days=self.outbox_days))
+        result = f"{keys} idempotency keys, {hops} journal hops, {delivered} delivered outbox rows purged"
+        self.leases.ran("housekeeping", result)
+        log.info("housekeeping: %s", result)
+        return result
