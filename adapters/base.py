@@ -4,6 +4,10 @@ One zeep ``Client`` per contract per process (the WSDL is parsed once), one requ
 ``Session`` per peer with a pooled keep-alive ``HTTPAdapter``, one service proxy per peer
 address, a timeout on every call, ``forbid_dtd`` / ``forbid_external`` on. A peer fault, an
 unreadable answer, a refused connection or a timeout becomes a ``Server`` fault naming the peer.
+
+Every call goes through the :class:`~bus.breaker.CircuitBreaker` of its endpoint (the resolved
+peer name, e.g. ``BILLING-51``), which the :class:`AdapterRegistry` holds for the process: while
+it is open the call fails fast with ``Server.PeerUnavailable`` and nothing goes on the wire.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from zeep.helpers import serialize_object
 from zeep.plugins import Plugin
 from zeep.transports import Transport
 
+from bus.breaker import CircuitBreakers, is_peer_failure
 from bus.faults import BusFault, PeerFault, PeerTimeout, PeerUnavailable
 from bus.message import Message, Reply
 from config.settings import ConfigError, PeerConfig, did_you_mean
@@ -45,6 +50,10 @@ class _RawCapture(Plugin):
 
     def take(self) -> tuple[bytes, bytes]:
         return getattr(self.local, "sent", b""), getattr(self.local, "received", b"")
+
+    def reset(self) -> None:
+        """Forget the last exchange of this thread (a call may fail before anything is sent)."""
+        self.local.sent = self.local.received = b""
 
 
 _wsdl_lock = threading.Lock()
@@ -75,6 +84,7 @@ class Adapter:
         self._clients: dict[str, zeep.Client] = {}
         self._proxies: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
+        self.breakers = CircuitBreakers()   # the AdapterRegistry shares one set between adapters
 
     # -- zeep plumbing: built once, then shared by every thread --------------------------
     def client(self, service: str) -> zeep.Client:
@@ -131,12 +141,36 @@ class Adapter:
         return self.map_reply(message, decision, data.get("UNI_BSS_HEAD"), data.get("UNI_BSS_BODY"))
 
     def call(self, message: Message, decision) -> Reply:
-        """Call the peer for ``message``; return its Reply or raise a Server fault naming it."""
+        """Call the peer for ``message``; return its Reply or raise a Server fault naming it.
+
+        Under the endpoint's CircuitBreaker: while it is open this raises ``PeerUnavailable`` at
+        once, and each call's outcome is judged by :func:`breaker_verdict`."""
         if message.service not in self.services:
             raise PeerFault(f"Peer {decision.peer_name} ({self.kind}) does not offer {message.service}; "
                             "the route table sends it to the wrong peer.", message.trans_ido)
+        breaker = self.breakers.get(decision.peer_name, self.peer.breaker)
+        if breaker is None:   # breaker: {enabled: false}
+            return self.round_trip(message, decision)
+        permit = breaker.acquire(message.trans_ido)   # fails fast while open
+        try:
+            reply = self.round_trip(message, decision)
+        except BaseException as exc:
+            verdict = breaker_verdict(exc)
+            if verdict == FAILURE:
+                breaker.failure(permit, getattr(exc, "message", None) or str(exc))
+            elif verdict == SUCCESS:
+                breaker.success(permit)
+            else:
+                breaker.release(permit)
+            raise
+        breaker.success(permit)
+        return reply
+
+    def round_trip(self, message: Message, decision) -> Reply:
+        """One call of the peer, its failures mapped to Server faults naming it (no breaker)."""
         name = decision.peer_name
         url = self.endpoint(message.service, decision.url)
+        self.capture.reset()
         started = time.perf_counter()
         try:
             try:
@@ -163,12 +197,47 @@ class Adapter:
                      elapsed_ms=elapsed)
 
 
-class AdapterRegistry:
-    """One adapter instance per configured peer, created on first use."""
+# -- what one call tells the CircuitBreaker ---------------------------------------------------
+SUCCESS, FAILURE = "success", "failure"
 
-    def __init__(self, peers: dict[str, PeerConfig], kinds: dict[str, type[Adapter]]):
+
+def sender_fault(code) -> bool:
+    """A SOAP fault code that blames the sender: ``soap:Client[.X]`` (1.1), ``env:Sender`` (1.2)."""
+    local = str(code or "").rsplit(":", 1)[-1]
+    return local.split(".", 1)[0] in ("Client", "Sender")
+
+
+def breaker_verdict(exc: BaseException) -> str | None:
+    """What a failed call tells the peer's CircuitBreaker.
+
+    FAILURE: ``PeerUnavailable`` (refused or dropped connection), ``PeerTimeout``, and a
+    ``PeerFault`` once the request went on the wire: a SOAP Server fault, an unusable answer,
+    a legacy "system error". SUCCESS: a SOAP Client fault (the peer is up, and rejects this
+    request). None, counting nothing: the bus's own bugs, client faults, and a ``PeerFault``
+    raised before anything was sent (the message cannot be mapped to the peer's contract).
+    A reply, whatever its RSP_CODE, is a SUCCESS (a business refusal is an answer).
+    """
+    if not is_peer_failure(exc):
+        return None
+    if isinstance(exc, (PeerUnavailable, PeerTimeout)):
+        return FAILURE
+    if not getattr(exc, "sent", b""):
+        return None
+    cause = exc.__context__   # the zeep Fault a PeerFault was raised from (``from None`` keeps it)
+    if isinstance(cause, zeep.exceptions.Fault) and sender_fault(cause.code):
+        return SUCCESS
+    return FAILURE
+
+
+class AdapterRegistry:
+    """One adapter instance per configured peer, created on first use, and the process's
+    :class:`~bus.breaker.CircuitBreakers` (one breaker per peer endpoint) they all share."""
+
+    def __init__(self, peers: dict[str, PeerConfig], kinds: dict[str, type[Adapter]],
+                 breakers: CircuitBreakers | None = None):
         self.peers = peers
         self.kinds = kinds
+        self.breakers = breakers or CircuitBreakers()
         self._adapters: dict[str, Adapter] = {}
         self._lock = threading.Lock()
         for key, peer in peers.items():
@@ -184,5 +253,7 @@ class AdapterRegistry:
             with self._lock:
                 adapter = self._adapters.get(peer.key)
                 if adapter is None:
-                    adapter = self._adapters[peer.key] = self.kinds[peer.adapter](peer)
+                    adapter = self.kinds[peer.adapter](peer)
+                    adapter.breakers = self.breakers
+                    self._adapters[peer.key] = adapter
         return adapter

@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 
+from bus.breaker import CircuitOpen
 from bus.faults import BusFault
 from bus.message import Message, Reply
 from bus.router import Decision
@@ -31,7 +32,7 @@ STORE_AND_FORWARD = "store-and-forward"
 class RedeliveryPolicy:
     """How often and how soon to try again: exponential backoff with jitter, capped."""
 
-    max_attempts: int = 8
+    max_attempts: int = 30
     initial_seconds: float = 1.0
     multiplier: float = 2.0
     cap_seconds: float = 300.0
@@ -124,6 +125,12 @@ class Forwarder:
         try:
             decision = self._decision(row, data)
             self.bus.deliver(message, decision)
+        except CircuitOpen as fault:
+            # the peer is known to be down: wait for its breaker, without spending an attempt
+            self._journal(message)
+            self.bus.outbox.failed(row["id"], row["attempts"], f"waiting: {fault.message}",
+                                   now() + timedelta(seconds=self.policy.delay(max(row["attempts"], 1))))
+            return False
         except BusFault as fault:
             self._journal(message)
             spent = attempt >= self.policy.max_attempts

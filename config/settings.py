@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import difflib
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,61 @@ def _read_yaml(path: Path) -> dict:
 
 
 @dataclass(frozen=True)
+class BreakerConfig:
+    """The thresholds of a CircuitBreaker (bus/breaker.py): ``breaker:`` in bus.yaml holds the
+    defaults, ``peers.<key>.breaker`` overrides some of them for every endpoint of that peer.
+
+    Opens after ``failures`` consecutive failures, or when more than ``failure_rate`` of the
+    last ``window`` calls failed (once at least ``min_calls`` are in the window; 1 turns the
+    rate off); lets one probe call through after ``cooldown_seconds``. ``enabled: false``
+    calls the peer whatever happens.
+    """
+
+    enabled: bool = True
+    failures: int = 5
+    failure_rate: float = 0.5
+    window: int = 20
+    min_calls: int = 10
+    cooldown_seconds: float = 10.0
+
+    @classmethod
+    def parse(cls, spec, where: str = "breaker", base: "BreakerConfig | None" = None) -> "BreakerConfig":
+        """``base`` (the defaults) with the values of the mapping ``spec``; ConfigError if unusable."""
+        base = base or cls()
+        if spec is None:
+            return base
+        names = [f.name for f in fields(cls)]
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where} must be a mapping of {', '.join(names)}")
+        values, kinds = asdict(base), {k: type(v) for k, v in asdict(cls()).items()}
+        for key, value in spec.items():
+            if key not in values:
+                raise ConfigError(f"{where}.{key}: unknown setting{did_you_mean(key, names)}; "
+                                  f"a breaker takes {', '.join(names)}")
+            kind = kinds[key]
+            if kind is bool:
+                ok, wanted = isinstance(value, bool), "true or false"
+            elif kind is int:
+                ok, wanted = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+            else:
+                ok, wanted = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+            if not ok:
+                raise ConfigError(f"{where}.{key}: {value!r} is not {wanted}")
+            values[key] = kind(value)
+        config = cls(**values)
+        for key, bad, rule in (
+                ("failures", config.failures < 1, "at least 1"),
+                ("window", config.window < 1, "at least 1"),
+                ("min_calls", not 1 <= config.min_calls <= config.window,
+                 f"between 1 and the window ({config.window})"),
+                ("failure_rate", not 0 < config.failure_rate <= 1, "above 0 and at most 1"),
+                ("cooldown_seconds", not config.cooldown_seconds > 0, "above 0")):
+            if bad:
+                raise ConfigError(f"{where}.{key}: {getattr(config, key)!r} must be {rule}")
+        return config
+
+
+@dataclass(frozen=True)
 class PeerConfig:
     """One peer the bus calls: the adapter kind, a display name and an address.
 
@@ -83,6 +138,7 @@ class PeerConfig:
     url: str
     timeout: float = 10.0
     provinces: tuple = ()   # ((province, {"adapter": ..., "url": ...}), ...)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)   # one breaker per endpoint (name)
 
     def for_province(self, province: str | None, service: str | None = None) -> "PeerConfig":
         """This peer as it is for ``province`` (and ``service``): its override applied, if it has
@@ -91,7 +147,7 @@ class PeerConfig:
             if code == province and (service is None or service in over.get("services", [service])):
                 return PeerConfig(key=f"{self.key}[{code}]", adapter=over.get("adapter", self.adapter),
                                   name=over.get("name", self.name), url=over.get("url", self.url),
-                                  timeout=float(over.get("timeout", self.timeout)))
+                                  timeout=float(over.get("timeout", self.timeout)), breaker=self.breaker)
         return self
 
     @property
@@ -182,6 +238,16 @@ class Settings:
         return float(self.section("bus").get("idempotency_ttl_hours", 72))
 
     @property
+    def breaker(self) -> BreakerConfig:
+        """The CircuitBreaker defaults (``breaker:``); a peer may override them."""
+        return BreakerConfig.parse(self.raw.get("breaker"), "breaker")
+
+    def peer_breaker(self, key: str) -> BreakerConfig:
+        """The CircuitBreaker settings of peer ``key``: the defaults and its ``breaker:``."""
+        spec = ((self.raw.get("peers") or {}).get(key) or {}).get("breaker")
+        return BreakerConfig.parse(spec, f"peers.{key}.breaker", base=self.breaker)
+
+    @property
     def routes(self) -> list[dict]:
         return list(self.raw.get("routes") or [])
 
@@ -210,7 +276,8 @@ class Settings:
             overrides = tuple(overrides)
             out[key] = PeerConfig(key=key, adapter=str(spec.get("adapter", key)),
                                   name=str(spec.get("name", key.upper())), url=url,
-                                  timeout=float(spec.get("timeout", 10)), provinces=overrides)
+                                  timeout=float(spec.get("timeout", 10)), provinces=overrides,
+                                  breaker=self.peer_breaker(key))
         return out
 
     def server_option(self, name: str, default):
@@ -226,6 +293,8 @@ class Settings:
             if int(phase) not in PHASES:
                 raise ConfigError(f"provinces.{code}: phase {phase} is not one of {PHASES}")
         peers = self.raw.get("peers") or {}
+        for key in peers:
+            self.peer_breaker(key)
         for i, route in enumerate(self.routes):
             where = f"routes[{i}] ({route.get('name', 'unnamed')})"
             if "service" not in route or "target" not in route:

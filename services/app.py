@@ -200,5 +200,7 @@ class BusApplication:
             db = "ok"
         except Exception as exc:  # reported, not raised: health must always answer
             db = f"error: {type(exc).__name__}"
+        adapters = self.bus.adapters   # each peer endpoint's CircuitBreaker, once it was called
         return json.dumps({"status": "ok" if db == "ok" else "degraded", "database": db,
-                           "services": list(self.endpoints)}).encode()
+                           "services": list(self.endpoints),
+                           "breakers": adapters.breakers.snapshot() if adapters else {}}).encode()

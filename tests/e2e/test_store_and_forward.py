@@ -123,3 +123,21 @@ def test_one_users_messages_stay_in_order_and_do_not_hold_up_others(tmp_path):
                 store.three_accounts.c.user_id == f"U{slow_user.msisdn}",
                 store.three_accounts.c.peer == "BILLING-59")).scalar()
         assert order == sent and applied == 5
+
+
+def test_an_open_breaker_holds_messages_without_spending_their_attempts(tmp_path):
+    settings = saf_settings(max_attempts=3)
+    settings.raw["breaker"] = dict(settings.raw.get("breaker") or {}, failures=2, cooldown_seconds=4)
+    with EmbeddedBus(settings, workdir=tmp_path) as bus:
+        client = BusClient(bus.url)
+        u = next(u for u in seed_users("88") if u.net_type == "10")
+        control(bus.sandbox_url, peer="BILLING-88", fault="down")
+        try:
+            trans_ido = sync(client, u, 1)[0]["UNI_BSS_HEAD"]["TRANS_IDO"]
+            wait_for(lambda: "breaker is open" in (rows_of(bus, trans_ido)[0]["last_error"] or ""))
+            time.sleep(1.5)   # many Forwarder passes (every 0.1 s) while the breaker stays open
+            row = rows_of(bus, trans_ido)[0]
+            assert (row["status"], row["attempts"]) == ("pending", 2), "held, its third attempt unspent"
+        finally:
+            control(bus.sandbox_url, peer="BILLING-88")
+        wait_for(lambda: rows_of(bus, trans_ido)[0]["status"] == "delivered")
