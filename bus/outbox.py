@@ -83,11 +83,14 @@ class Forwarder:
     """Delivers due outbox rows (``drain``, run by each bus process's scheduler). Several
     processes and nodes share one outbox safely: a row is claimed before it is sent."""
 
-    def __init__(self, bus, policy: RedeliveryPolicy, interval: float = 0.5, batch: int = 50):
+    def __init__(self, bus, policy: RedeliveryPolicy, interval: float = 0.5, batch: int = 10):
         self.bus = bus
         self.policy = policy
         self.interval = interval
         self.batch = batch
+        # a claimed row is this process's for its delivery (a timeout, twice, and a margin)
+        longest = max((p.timeout for p in bus.router.peers.values()), default=10.0)
+        self.lease = timedelta(seconds=2 * longest + 5)
 
     def drain(self) -> int:
         """Passes until nothing is due (the scheduled job); returns how many were attempted.
@@ -105,17 +108,10 @@ class Forwarder:
 
     def run_once(self) -> int:
         """One pass over the due rows; returns how many were attempted."""
-        done = 0
-        for row in self.bus.outbox.due(self.batch):
-            lease = now() + timedelta(seconds=self._lease_seconds(row))
-            if self.bus.outbox.claim(row["id"], lease):
-                self.deliver(row)
-                done += 1
-        return done
-
-    def _lease_seconds(self, row: dict) -> float:
-        peer = self.bus.router.peers.get(row["peer_key"])
-        return 2 * (peer.timeout if peer else 10.0) + 5
+        rows = self.bus.outbox.claim_due(self.batch, self.lease)
+        for row in rows:
+            self.deliver(row)
+        return len(rows)
 
     def deliver(self, row: dict) -> bool:
         data = json.loads(row["message"])

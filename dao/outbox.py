@@ -7,7 +7,7 @@ delivered in the order they were accepted, while other users' messages go on.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
@@ -33,18 +33,34 @@ class OutboxStore:
                 ids.append(conn.execute(insert(O).values(**values)).inserted_primary_key[0])
         return ids
 
-    def due(self, limit: int = 50, at: datetime | None = None) -> list[dict]:
-        """Pending rows whose time has come, the oldest of each order_key only."""
-        at = at or now()
+    def _due_query(self, limit: int, at: datetime):
         older = aliased(O)
-        query = (select(O).where(
+        return (select(O).where(
             O.c.status == PENDING, O.c.next_attempt_at <= at,
             or_(O.c.locked_until.is_(None), O.c.locked_until < at),
             ~exists().where(and_(older.c.order_key == O.c.order_key, older.c.status == PENDING,
                                  older.c.id < O.c.id)))
             .order_by(O.c.id).limit(limit))
+
+    def due(self, limit: int = 50, at: datetime | None = None) -> list[dict]:
+        """Pending rows whose time has come, the oldest of each order_key only."""
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+            return [dict(r) for r in conn.execute(self._due_query(limit, at or now())).mappings()]
+
+    def claim_due(self, limit: int, lease: timedelta) -> list[dict]:
+        """Claim up to ``limit`` due rows for ``lease``. PostgreSQL and Oracle lock them with
+        FOR UPDATE SKIP LOCKED in one transaction, so forwarders on several nodes take
+        different rows without waiting on each other; SQLite claims them one by one."""
+        at = now()
+        if self.engine.dialect.name in ("postgresql", "oracle"):
+            with self.engine.begin() as conn:
+                rows = [dict(r) for r in conn.execute(
+                    self._due_query(limit, at).with_for_update(skip_locked=True, of=O)).mappings()]
+                if rows:
+                    conn.execute(update(O).where(O.c.id.in_([r["id"] for r in rows]))
+                                 .values(locked_until=at + lease * len(rows)))
+            return rows
+        return [r for r in self.due(limit, at) if self.claim(r["id"], at + lease * limit)]
 
     def claim(self, row_id: int, until: datetime) -> bool:
         at = now()

@@ -32,3 +32,14 @@ def test_due_claim_fail_dead_and_replay(db_url):
     box.delivered(a1, 1)
     assert box.get(a1)["status"] == "delivered" and [r["id"] for r in box.list("dead")] == []
     engine.dispose()
+
+
+def test_claim_due_takes_each_row_once(db_url):
+    engine = open_database(db_url)
+    box = OutboxStore(engine)
+    ids = box.add([row(n, key=f"k{n}") for n in range(6)])
+    first = box.claim_due(4, timedelta(seconds=30))
+    second = box.claim_due(4, timedelta(seconds=30))
+    assert [r["id"] for r in first] == ids[:4] and [r["id"] for r in second] == ids[4:]
+    assert box.claim_due(4, timedelta(seconds=30)) == []
+    engine.dispose()
