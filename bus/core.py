@@ -15,7 +15,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy.engine import Engine
 
 from adapters import ADAPTERS, AdapterRegistry
-from bus.faults import BusFault, InternalError
+from bus import outcome
+from bus.faults import BusFault, InternalError, PeerTimeout
 from bus.idempotency import IdempotentConsumer
 from bus.outbox import STORE_AND_FORWARD, Forwarder, RedeliveryPolicy, accept
 from bus.scheduler import Scheduler
@@ -127,7 +128,12 @@ class Bus:
         if decision.route.delivery == STORE_AND_FORWARD:
             message.accepted = True
             return accept(self, message, decision), decision
-        reply = self.deliver(message, decision)
+        try:
+            reply = self.deliver(message, decision)
+        except PeerTimeout as timeout:
+            if (message.service, message.operation) not in outcome.CHECKS:
+                raise
+            reply = outcome.settle(self, message, decision, timeout)   # money: ask, never guess
         if decision.also:
             outcomes = [(decision.peer_name, reply.rsp_code, _rsp_desc(reply))]
             for extra in decision.also:

@@ -38,7 +38,9 @@ class SandboxApplication:
 
     ``POST /control`` with JSON ``{"peer": "BILLING-51", "delay_ms": 2000, "fault": "text"}``
     makes that peer slow or answer with a SOAP Server fault until told otherwise
-    (``{"peer": "BILLING-51"}`` alone resets it); for outage and timeout tests.
+    (``{"peer": "BILLING-51"}`` alone resets it); ``"delay_after_ms"`` makes it do the work
+    (post the payment) and only then wait: the answer that gets lost. For outage, timeout
+    and unknown-outcome tests. ``"operations": ["Pay"]`` limits it to those operations.
     """
 
     def __init__(self, db_url: str, bus_url: str | None = None, provinces=None,
@@ -56,6 +58,8 @@ class SandboxApplication:
         exchange = ctx.transport.req_env["bssbus.exchange"]
         kind, province = exchange.context["peer"]
         behaviour = self.behaviour.get(peer_name(kind, province), {})
+        if behaviour.get("operations") and operation.name not in behaviour["operations"]:
+            behaviour = {}
         if behaviour.get("delay_ms"):
             time.sleep(behaviour["delay_ms"] / 1000)
         if behaviour.get("fault"):
@@ -64,6 +68,8 @@ class SandboxApplication:
         try:
             rsp_head, rsp_body = self.peers.handle(kind, province, contract.name, operation.name,
                                                    to_dict(head, UniBssHead), to_dict(body, operation.request))
+            if behaviour.get("delay_after_ms"):
+                time.sleep(behaviour["delay_after_ms"] / 1000)
         except Exception as exc:
             log.exception("sandbox peer %s failed", kind)
             exchange.context[FAULT_KEY] = InternalError(f"sandbox peer {kind} failed: {exc}")
@@ -111,7 +117,9 @@ class SandboxApplication:
             spec = json.loads(environ["wsgi.input"].read(min(length, 4096)) or b"{}")
             peer = str(spec["peer"])
             self.behaviour[peer] = {"delay_ms": int(spec.get("delay_ms") or 0),
-                                    "fault": spec.get("fault") or None}
+                                    "delay_after_ms": int(spec.get("delay_after_ms") or 0),
+                                    "fault": spec.get("fault") or None,
+                                    "operations": list(spec.get("operations") or [])}
         except (ValueError, KeyError, TypeError) as exc:
             return self._send(start_response, "400 Bad Request", "text/plain; charset=utf-8",
                               f"POST JSON {{\"peer\": NAME, \"delay_ms\": N, \"fault\": TEXT}}: {exc}\n".encode())

@@ -10,6 +10,7 @@ Result codes used by the simulated billings (RESPONSE/RSP_CODE):
 1546    reversal refused: the original payment was already reversed
 1547    reversal refused: not the original payment's accounting day
 1548    reversal refused: amount or number differs from the original
+1549    no transaction with this bank serial (QueryPayment)
 2099    no such number (USER_STATE 99)
 2101    VAC change of a user who is not a 3G user: not synced to HQ
 21001   top-up card not activated; 21002 card unknown; 21003 card already used;
@@ -178,6 +179,20 @@ class Peers:
                 done = self._payment(conn, sender, bank, serial)
         return "0000", "success", {"BANK_SERIAL": serial, "ORIG_BANK_SERIAL": orig, "SERIAL_NUMBER": msisdn,
                                    "AMOUNT": amount, "BALANCE": done["balance_after"]}
+
+    def billing_QueryPayment(self, sender, head, body):
+        """The outcome of one bank serial: the bus asks it when a payment's answer was lost."""
+        with self.engine.connect() as conn:
+            row = self._payment(conn, sender, body["BANK_CODE"], body["BANK_SERIAL"])
+        if row is None:
+            return "1549", f"no transaction with bank serial {body['BANK_SERIAL']}", None
+        rsp = {"BANK_SERIAL": row["bank_serial"], "TXN_TYPE": "0" if row["kind"] == "pay" else "1",
+               "SERIAL_NUMBER": row["msisdn"], "AMOUNT": row["amount"], "BALANCE": row["balance_after"],
+               "BILL_SERIAL": f"{sender[:2]}{row['id']:012d}", "ACCT_DATE": row["acct_date"],
+               "TXN_STATE": "1" if row["reversed"] else "0"}
+        if row["orig_serial"]:
+            rsp["ORIG_BANK_SERIAL"] = row["orig_serial"]
+        return "0000", "success", rsp
 
     def billing_SyncThreeAccount(self, sender, head, body):
         user = body["USER"]

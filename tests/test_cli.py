@@ -118,12 +118,16 @@ def served(tmp_path_factory):
             break
         if proc.poll() is not None:
             pytest.fail("bssbus serve exited: " + "".join(lines))
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-    for _ in range(100):
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    deadline = time.monotonic() + 90   # gunicorn's workers build the app after the fork
+    while True:
         try:
             urllib.request.urlopen(f"{url}/healthz", timeout=2).read()
             break
         except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                os.killpg(proc.pid, signal.SIGTERM)
+                pytest.fail("bssbus serve did not answer /healthz: " + "".join(lines))
             time.sleep(0.2)
     yield {"url": url, "sandbox": sandbox, "env": env, "work": work, "proc": proc}
     os.killpg(proc.pid, signal.SIGTERM)

@@ -5,6 +5,7 @@ complexType names; fields are in XSD order. Money is integer fen.
 """
 
 from spyne.model.complex import ComplexModel
+from spyne.model.primitive import Unicode
 
 from .common import (
     BankCodeType, Contract, CycleType, DateType, FenType, MsisdnType, NameType,
@@ -22,6 +23,7 @@ __all__ = [
     "QueryBalanceReq", "QueryBalanceRsp", "QueryBalanceResult",
     "PayReq", "PayRsp", "PayResult",
     "ReverseReq", "ReverseRsp", "ReverseResult",
+    "TxnTypeType", "TxnStateType", "QueryPaymentReq", "QueryPaymentRsp", "QueryPaymentResult",
 ]
 
 
@@ -165,6 +167,41 @@ class ReverseResult(ComplexModel):
     ]
 
 
+TxnTypeType = Unicode(type_name="TxnTypeType", __namespace__=NS, values=["0", "1"])    # 0 payment, 1 reversal
+TxnStateType = Unicode(type_name="TxnStateType", __namespace__=NS, values=["0", "1"])  # 0 posted, 1 reversed
+
+
+class QueryPaymentReq(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("BANK_CODE", required(BankCodeType)),
+        ("BANK_SERIAL", required(SerialType)),
+    ]
+
+
+class QueryPaymentRsp(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("BANK_SERIAL", required(SerialType)),
+        ("TXN_TYPE", required(TxnTypeType)),
+        ("ORIG_BANK_SERIAL", optional(SerialType)),
+        ("SERIAL_NUMBER", required(MsisdnType)),
+        ("AMOUNT", required(PositiveFenType)),
+        ("BALANCE", required(FenType)),
+        ("BILL_SERIAL", required(SerialType)),
+        ("ACCT_DATE", required(DateType)),
+        ("TXN_STATE", required(TxnStateType)),
+    ]
+
+
+class QueryPaymentResult(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("UNI_BSS_HEAD", head_ref()),
+        ("UNI_BSS_BODY", optional(QueryPaymentRsp)),
+    ]
+
+
 CONTRACT = Contract(
     name=SERVICE,
     namespace=NS,
@@ -174,6 +211,7 @@ CONTRACT = Contract(
         "QueryBalance": Operation("QueryBalance", QueryBalanceReq, QueryBalanceRsp, QueryBalanceResult),
         "Pay": Operation("Pay", PayReq, PayRsp, PayResult),
         "Reverse": Operation("Reverse", ReverseReq, ReverseRsp, ReverseResult),
+        "QueryPayment": Operation("QueryPayment", QueryPaymentReq, QueryPaymentRsp, QueryPaymentResult),
     },
     caller="banks",
     target="billing (province Billing in phase 2, HQ Billing in phase 3)",
