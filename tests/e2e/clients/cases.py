@@ -241,6 +241,13 @@ def cases_for(toolkit: str) -> list[Case]:
                  sender=BILLING[p], flow=direct("BANK", BILLING[p]),
                  expect={"BANK_SERIAL": reverse_serial, "ORIG_BANK_SERIAL": pay_serial,
                          "SERIAL_NUMBER": own.msisdn, "AMOUNT": PAY_AMOUNT, "BALANCE": own.balance}))
+        add(Case(f"BankPayment.QueryPayment[{p}]", "BankPayment", "QueryPayment",
+                 _args("BankPayment", "QueryPayment", tid(), ("01", own.msisdn), BANK_SERIAL=pay_serial),
+                 sender=BILLING[p], flow=direct("BANK", BILLING[p]),
+                 expect={"BANK_SERIAL": pay_serial, "TXN_TYPE": "0", "SERIAL_NUMBER": own.msisdn,
+                         "AMOUNT": PAY_AMOUNT, "BALANCE": own.balance + PAY_AMOUNT, "ACCT_DATE": today,
+                         "TXN_STATE": "1"},   # the payment above, reversed since
+                 check=has_bill_serial))
 
     # -- TopUp: the top-up card system -> the billing of the number's province ---------------
     for p in PROVINCES:
