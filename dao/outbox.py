@@ -60,7 +60,18 @@ class OutboxStore:
                     conn.execute(update(O).where(O.c.id.in_([r["id"] for r in rows]))
                                  .values(locked_until=at + lease * len(rows)))
             return rows
-        return [r for r in self.due(limit, at) if self.claim(r["id"], at + lease * limit)]
+        claimed = []
+        for row in self.due(limit, at):   # delivered one after the other: each lease a step longer
+            if self.claim(row["id"], at + lease * (len(claimed) + 1)):
+                claimed.append(row)
+        return claimed
+
+    def attempting(self, row_id: int, attempts: int) -> None:
+        """Record an attempt before it is made: if the process dies during the call, the row
+        shows it, and the next delivery counts as a redelivery."""
+        with self.engine.begin() as conn:
+            conn.execute(update(O).where(O.c.id == row_id).values(
+                attempts=attempts, last_error=f"attempt {attempts} in progress since {now():%H:%M:%S}"))
 
     def claim(self, row_id: int, until: datetime) -> bool:
         at = now()

@@ -1,5 +1,7 @@
 """Simulated peers: what HQ CRM, HQ Billing, the province CRMs and Billings and the top-up
-card system answer. Each answer's header names the peer in ``MSG_SENDER``.
+card system answer. Each answer's header names the peer in ``MSG_SENDER``. Like the real
+systems, every peer is an idempotent receiver: a repeated TRANS_IDO gets the first answer
+and changes nothing (``sb_received.repeat`` counts such repeats).
 
 Result codes used by the simulated billings (RESPONSE/RSP_CODE):
 
@@ -21,6 +23,7 @@ Result codes used by the simulated billings (RESPONSE/RSP_CODE):
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -73,15 +76,26 @@ class Peers:
     # -- entry -----------------------------------------------------------------------------
     def handle(self, kind: str, province: str | None, service: str, operation: str,
                head: dict, body: dict) -> tuple[dict, dict | None]:
-        sender = peer_name(kind, province)
+        sender, trans_ido = peer_name(kind, province), head.get("TRANS_IDO")
+        a = store.answers.c
         with self.engine.begin() as conn:
-            conn.execute(insert(store.received).values(peer=sender, service=service,
-                                                       operation=operation,
-                                                       trans_ido=head.get("TRANS_IDO")))
+            first = conn.execute(select(a.answer).where(a.peer == sender, a.trans_ido == trans_ido,
+                                                        a.operation == operation)).scalar()
+            conn.execute(insert(store.received).values(peer=sender, service=service, operation=operation,
+                                                       trans_ido=trans_ido, repeat=int(first is not None)))
+        if first is not None:   # an idempotent receiver: a repeated TRANS_IDO gets the first answer
+            code, desc, rsp = json.loads(first)
+            return answer(head, sender, code, desc), rsp
         method = getattr(self, f"{kind.split('_')[-1]}_{operation}", None)
         if method is None:
             return answer(head, sender, "8888", f"{sender} does not offer {service}.{operation}"), None
         code, desc, rsp = method(sender, head, body)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(store.answers).values(peer=sender, trans_ido=trans_ido, operation=operation,
+                                                          answer=json.dumps([code, desc, rsp], ensure_ascii=False)))
+        except IntegrityError:   # the same TRANS_IDO handled twice at once: the first answer stands
+            pass
         return answer(head, sender, code, desc), rsp
 
     # -- billing (province Billing and HQ Billing) ----------------------------------------

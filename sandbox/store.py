@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from functools import lru_cache
 
-from sqlalchemy import (BigInteger, Column, Integer, MetaData, String, Table, UniqueConstraint, func,
+from sqlalchemy import (BigInteger, Column, Integer, MetaData, String, Table, Text, UniqueConstraint, func,
                         insert, select)
 from sqlalchemy.engine import Engine
 
@@ -150,6 +150,15 @@ received = Table(
     Column("service", String(40), nullable=False),
     Column("operation", String(40), nullable=False),
     Column("trans_ido", String(32), index=True),
+    Column("repeat", Integer, nullable=False, default=0),   # 1: answered from memory, not applied
+)
+
+answers = Table(
+    "sb_answer", metadata,
+    Column("peer", String(20), primary_key=True),
+    Column("trans_ido", String(32), primary_key=True),
+    Column("operation", String(40), nullable=False),
+    Column("answer", Text, nullable=False),
 )
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
@@ -158,7 +167,7 @@ USERS_PER_PROVINCE = 12
 CARDS_PER_PROVINCE = 40
 
 
-SCHEMA_VERSION = "2"   # a sandbox database of another version is rebuilt and reseeded
+SCHEMA_VERSION = "3"   # a sandbox database of another version is rebuilt and reseeded
 
 
 @dataclass(frozen=True)
