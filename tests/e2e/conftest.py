@@ -82,3 +82,19 @@ def get(url: str):
             return resp.status, resp.headers.get("Content-Type"), resp.read()
     except urllib.error.HTTPError as err:
         return err.code, err.headers.get("Content-Type"), err.read()
+
+
+def control(sandbox_url: str, **spec) -> None:
+    """Make a sandbox peer slow or failing (see sandbox/app.py); ``control(url, peer=P)`` resets it."""
+    post(f"{sandbox_url}/control", json.dumps(spec).encode(), "application/json")
+
+
+def wait_for(predicate, timeout: float = 20.0):
+    """Poll ``predicate`` until it is true (returns its value) or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("the condition did not hold in time")

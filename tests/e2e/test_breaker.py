@@ -8,7 +8,6 @@ polls with generous bounds."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 
 import pytest
@@ -19,20 +18,13 @@ from config.settings import load_settings
 from sandbox import store
 from sandbox.store import seed_users
 from services.client import BusClient
-from tests.e2e.conftest import make_args
+from tests.e2e.conftest import control, make_args, wait_for
 
 FAILURES = 3
 
 
 def user(province):
     return next(u for u in seed_users(province) if u.user_state == "00")
-
-
-def control(sandbox_url, **spec):
-    """Make a sandbox peer slow or failing (``{"peer": ...}`` alone resets it)."""
-    req = urllib.request.Request(f"{sandbox_url}/control", data=json.dumps(spec).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req, timeout=10).read()
 
 
 def received(bus, trans_idos) -> int:
@@ -61,16 +53,6 @@ def query(client, u, msisdn=None):
 def breakers(bus) -> dict:
     with urllib.request.urlopen(f"{bus.url}/healthz", timeout=10) as resp:
         return json.loads(resp.read())["breakers"]
-
-
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("the condition did not hold in time")
 
 
 def test_a_billing_that_keeps_timing_out_is_cut_off_and_a_probe_brings_it_back(breaker_bus):

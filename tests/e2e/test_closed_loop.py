@@ -3,16 +3,14 @@ completion and notice, bill and detail queries, top-up, card activation, three-a
 to several recipients, the VAC reverse interface and the information queries."""
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 
 import pytest
 from sqlalchemy import select
 
 from sandbox import store
 from sandbox.store import seed_cards, seed_users
-from tests.e2e.conftest import make_args
+from tests.e2e.conftest import control, make_args, wait_for
 
 PHASE2, PHASE3 = "51", "11"
 BILLING = {PHASE2: "BILLING-51", PHASE3: "HQ-BILLING"}
@@ -26,21 +24,6 @@ def a_user(province, *, net_type="50", arrears=None):
 def targets(bus, args):
     """(direction, source, target) of every hop of the message's business flow (its PROC_ID)."""
     return [(h["direction"], h["source"], h["target"]) for h in bus.bus.journal.hops(args["UNI_BSS_HEAD"]["PROC_ID"])]
-
-
-def control(sandbox_url, **spec):
-    req = urllib.request.Request(f"{sandbox_url}/control", data=json.dumps(spec).encode(), method="POST")
-    urllib.request.urlopen(req, timeout=10).read()
-
-
-def wait_for(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("the condition did not hold in time")
 
 
 @pytest.mark.parametrize("province", [PHASE2, PHASE3])

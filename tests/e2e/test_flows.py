@@ -2,10 +2,8 @@
 every hop journalled, and peer failures turned into Server faults naming the peer."""
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.request
 
 import pytest
 
@@ -13,19 +11,13 @@ from bus.embedded import EmbeddedBus
 from config.settings import load_settings
 from sandbox.store import seed_cards, seed_users
 from services.client import BusClient
-from tests.e2e.conftest import make_args
+from tests.e2e.conftest import control, make_args
 
 PHASE2, PHASE3 = "51", "11"
 
 
 def user(province, with_arrears=True):
     return next(u for u in seed_users(province) if (u.balance < 0) == with_arrears and u.user_state == "00")
-
-
-def control(sandbox_url, **spec):
-    req = urllib.request.Request(f"{sandbox_url}/control", data=json.dumps(spec).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req, timeout=10).read()
 
 
 LEGACY = "34"   # Jiangsu: its Billing speaks the legacy contract (wsdl/peers/LegacyBilling)

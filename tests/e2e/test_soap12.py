@@ -5,9 +5,7 @@ env:Receiver fault (HTTP 500). The version is the envelope's; the Content-Type o
 requests whose envelope could not be read."""
 from __future__ import annotations
 
-import json
 import re
-import urllib.request
 import uuid
 
 import pytest
@@ -18,7 +16,7 @@ from zeep.transports import Transport
 
 from sandbox.store import seed_cards, seed_users
 from services.models import CONTRACTS, to_xml
-from tests.e2e.conftest import make_args, post
+from tests.e2e.conftest import control, make_args, post
 from tests.e2e.test_bad_input import SOAP as SOAP11, assert_client_fault, envelope as envelope11
 
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
@@ -386,12 +384,6 @@ def test_empty_body(ws):
 
 def test_undecodable_charset(ws):
     assert_soap12_fault(*post12(ws, balance12(), charset="klingon"), "Client.MalformedRequest", "klingon")
-
-
-def control(sandbox_url, **spec):
-    req = urllib.request.Request(f"{sandbox_url}/control", data=json.dumps(spec).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req, timeout=10).read()
 
 
 def test_a_peer_failure_is_a_receiver_fault(ws, sqlite_bus):

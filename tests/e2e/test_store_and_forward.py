@@ -2,9 +2,7 @@
 retries, dead letters replayed, one user's messages in order without holding up others."""
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 
 import pytest
 from sqlalchemy import select
@@ -15,7 +13,7 @@ from config.settings import load_settings
 from sandbox import store
 from sandbox.store import seed_users
 from services.client import BusClient
-from tests.e2e.conftest import make_args
+from tests.e2e.conftest import control, make_args, wait_for
 
 
 def saf_settings(**redelivery):
@@ -28,11 +26,6 @@ def saf_settings(**redelivery):
     return settings
 
 
-def control(sandbox_url, **spec):
-    urllib.request.urlopen(urllib.request.Request(f"{sandbox_url}/control", data=json.dumps(spec).encode(),
-                                                  method="POST"), timeout=10).read()
-
-
 def sync(client, u, seq):
     args = make_args("AccountSync", "SyncThreeAccount", caller="PCRM", route=("01", u.msisdn), SYNC_SEQ=seq)
     args["UNI_BSS_BODY"]["USER"].update(SERIAL_NUMBER=u.msisdn, PROVINCE_CODE=u.province,
@@ -42,15 +35,6 @@ def sync(client, u, seq):
 
 def rows_of(bus, trans_ido):
     return [r for r in bus.bus.outbox.list(status=None, limit=10000) if r["trans_ido"] == trans_ido]
-
-
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    raise AssertionError("the condition did not hold in time")
 
 
 @pytest.fixture(scope="module")
