@@ -19,14 +19,14 @@ from spyne import Fault
 from sqlalchemy import text
 
 from bus.core import Bus
-from bus.faults import BusFault, InternalError, MalformedRequest, UnknownOperation
+from bus.faults import BusFault, ClientFault, InternalError, UnknownOperation
 from bus.message import Message
 from services.contracts import SHARED, ContractFiles
 from services.mapping import from_dict, to_dict
 from services.models import CONTRACTS
 from services.models.common import UniBssHead
 from services.inbound import soap_version_hint
-from services.soap import FAULT_KEY, XML_TYPE, SoapEndpoint, soap_fault
+from services.soap import FAULT_KEY, XML_TYPE, SoapEndpoint, read_body, soap_fault
 
 log = logging.getLogger("bssbus.inbound")
 
@@ -142,7 +142,10 @@ class BusApplication:
         if endpoint is None:
             fault = UnknownOperation(f"There is no service {name!r} on this bus; it offers "
                                      f"{', '.join(self.endpoints)}.")
-            raw = environ["wsgi.input"].read(min(int(environ.get("CONTENT_LENGTH") or 0), 1 << 16))
+            try:   # kept for the journal; its own problems matter less than the missing service
+                raw = read_body(environ, self.bus.settings.max_body_bytes)
+            except ClientFault:
+                raw = b""
             self.bus.reject(raw, fault, service=name[:40])
             self.metrics.count(name[:40], None, fault.code)
             return self._soap_fault(fault, environ)
@@ -152,7 +155,7 @@ class BusApplication:
             self.bus.complete(exchange.context["journal_id"], message, exchange.response, exchange.fault,
                               exchange.context.get("decision"), exchange.context.get("rsp_code"))
         else:
-            self.bus.reject(exchange.raw, exchange.fault or MalformedRequest("refused"), service=name,
+            self.bus.reject(exchange.raw, exchange.fault, service=name,
                             operation=exchange.operation, response=exchange.response)
         self.metrics.count(name, exchange.operation, exchange.fault.code if exchange.fault else "ok")
         status, ctype, body = exchange.answer()

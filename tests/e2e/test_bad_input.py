@@ -227,3 +227,9 @@ def test_gbk_text_labelled_gb2312_is_read_as_gbk(sqlite_bus):
     assert status == 200, body
     out = sqlite_bus.bus.journal.hops(args["UNI_BSS_HEAD"]["TRANS_IDO"])[1]
     assert "朱镕".encode("utf-8") in out["request"]
+
+
+def test_unknown_service_with_a_broken_content_length_is_still_a_client_fault(sqlite_bus):
+    status, ctype, body = post(f"{sqlite_bus.url}/ws/NoSuchService", balance_request(),
+                               headers={"Content-Length": "many"})
+    assert_client_fault(status, ctype, body, "Client.UnknownOperation", "NoSuchService")
