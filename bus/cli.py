@@ -220,7 +220,8 @@ def routes_markdown(settings: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _phase_store(settings: Settings):
+def open_phase_store(settings: Settings):
+    """The cut-over table of the configured database, seeded from the config."""
     from dao.db import open_database
     from dao.phases import PhaseStore
     store = PhaseStore(open_database(settings.db_url))
@@ -233,7 +234,7 @@ def cmd_routes(args) -> int:
     if args.markdown:
         sys.stdout.write(routes_markdown(settings))
         return 0
-    data = effective_routes(settings, _phase_store(settings).load())
+    data = effective_routes(settings, open_phase_store(settings).load())
     if args.json:
         _print_json(data)
         return 0
@@ -255,7 +256,7 @@ def cmd_routes(args) -> int:
 
 def cmd_phase(args) -> int:
     settings = _settings(args)
-    store = _phase_store(settings)
+    store = open_phase_store(settings)
     if args.action == "set":
         if args.phase not in (2, 3):
             raise CliError(f"phase must be 2 (province Billing) or 3 (HQ Billing), not {args.phase}")

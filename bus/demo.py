@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from bus.cli import format_hop
+from bus.cli import format_hop, open_phase_store
 from config.settings import Settings
 from services.client import BusClient, CallResult
 from services.models.common import WSDL_DIR
@@ -197,17 +197,13 @@ def summary(steps: list[Step], out=print) -> bool:
 
 def run_demo(settings: Settings, url: str | None = None, as_json: bool = False) -> int:
     from bus.embedded import EmbeddedBus
-    from dao.db import open_database
     from dao.journal import Journal
-    from dao.phases import PhaseStore
 
     lines: list[str] = []
     out = lines.append if as_json else (lambda s: print(s, flush=True))
     if url:
-        engine = open_database(settings.db_url)
-        store = PhaseStore(engine)
-        store.seed(settings.phases)
-        steps = run_flows(BusClient(url), Journal(engine), settings, store.load(), out)
+        store = open_phase_store(settings)
+        steps = run_flows(BusClient(url), Journal(store.engine), settings, store.load(), out)
     else:
         with EmbeddedBus(settings) as embedded:
             out(f"bus at {embedded.url}, sandbox peers at {embedded.sandbox_url}")
