@@ -24,6 +24,7 @@ from bus.message import Message, Reply
 from bus.router import ContentBasedRouter, Decision
 from config.settings import Settings
 from dao.db import open_database
+from dao.group_commit import GroupCommit
 from dao.journal import Journal
 from dao.idempotency import IdempotencyStore
 from dao.outbox import OutboxStore
@@ -48,10 +49,12 @@ class Bus:
         self.forwarder: Forwarder | None = None
         self.scheduler: Scheduler | None = None
         self.adapters: AdapterRegistry | None = None
+        self.writer: GroupCommit | None = None
 
     def start(self, engine: Engine | None = None, forwarder: bool = True) -> "Bus":
         self.engine = engine or open_database(self.settings.db_url)
         self.journal = Journal(self.engine)
+        self.writer = GroupCommit(self.engine)
         self.router = ContentBasedRouter.from_settings(self.settings)
         self.phase_store = PhaseStore(self.engine)
         self.phase_store.seed(self.settings.phases)
@@ -73,35 +76,48 @@ class Bus:
     def stop(self) -> None:
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self.writer is not None:
+            self.writer.close()
         if self.engine is not None:
             self.engine.dispose()
 
     # -- the journal of the inbound hop -------------------------------------------------
-    def receive(self, message: Message, source: str | None = None) -> int:
-        """Journal an inbound request as received; returns the journal id."""
-        return self.journal.record(
-            msg_id=message.msg_id, direction="in", service=message.service,
-            operation=message.operation, trans_ido=message.trans_ido, proc_id=message.proc_id,
-            msisdn=message.msisdn, source=source or message.caller, status="received",
-            request=message.raw)
+    @staticmethod
+    def inbound_row(message: Message) -> dict:
+        """The journal columns of ``message``'s inbound hop that are known when it arrives."""
+        return dict(msg_id=message.msg_id, direction="in", service=message.service,
+                    operation=message.operation, trans_ido=message.trans_ido, proc_id=message.proc_id,
+                    msisdn=message.msisdn, source=message.caller, request=message.raw)
 
-    def complete(self, entry_id: int, message: Message | None, response: bytes,
-                 fault: BusFault | None = None, decision: Decision | None = None,
-                 rsp_code: str | None = None) -> None:
-        """Finish the inbound hop with the bytes that went back to the caller."""
-        elapsed = (time.time() - message.received_at) * 1000 if message else None
-        values = dict(response=response, elapsed_ms=elapsed,
+    def receive(self, message: Message) -> int:
+        """Journal an inbound request as received (before its peer is called)."""
+        message.journal_id = self.journal.record(**self.inbound_row(message), status="received")
+        return message.journal_id
+
+    def complete(self, message: Message, response: bytes, fault: BusFault | None = None,
+                 decision: Decision | None = None, rsp_code: str | None = None) -> None:
+        """Finish the inbound hop with the bytes that went back to the caller (and the
+        outbound hops of its calls); write the whole hop when it has no row yet (a repeat
+        answered from the idempotency store, a message the router refused)."""
+        if message.accepted and not fault:
+            # durable since accept(); the answer's bytes can ride on a later commit
+            self.writer.submit(lambda conn, entry_id=message.journal_id: Journal.finish_in(
+                conn, entry_id, response=response))
+            return
+        values = dict(response=response, elapsed_ms=(time.time() - message.received_at) * 1000,
                       status="fault" if fault else "ok", rsp_code=fault.rsp_code if fault else rsp_code)
         if fault:
             values.update(fault_code=fault.code, error=fault.message[:1000])
         if decision:
             values.update(target=decision.peer_name, province=decision.province,
                           route=decision.describe()[:200])
-        if message is not None and message.accepted and not fault:
-            values["status"] = "accepted"
-        elif message is not None and message.duplicate_of:
+        if message.duplicate_of:
             values.update(status="duplicate", route=f"answered as message {message.duplicate_of}")
-        self.journal.finish(entry_id, more=message.hops if message else (), **values)
+        if message.journal_id is None:
+            self.journal.record(more=message.hops, **self.inbound_row(message), finished_at=_utc(time.time()),
+                                started_at=_utc(message.received_at), **values)
+        else:
+            self.journal.finish(message.journal_id, more=message.hops, **values)
 
     def reject(self, raw: bytes, fault: BusFault, service: str | None = None,
                operation: str | None = None, response: bytes = b"", source: str | None = None) -> None:
@@ -114,20 +130,30 @@ class Bus:
     # -- routing and delivery -----------------------------------------------------------
     def handle(self, message: Message) -> tuple[Reply, Decision | None]:
         """Answer ``message`` once per idempotency key (:mod:`bus.idempotency`): a repeat gets
-        the first answer (and no decision: no peer was called)."""
-        return self.idempotency.run(message, self.route_and_deliver)
+        the first answer (and no decision: no peer was called).
 
-    def route_and_deliver(self, message: Message) -> tuple[Reply, Decision]:
+        One-way traffic (store and forward) is accepted in one group-committed transaction
+        with its key, journal and outbox rows; anything else is journalled as received
+        before its peer is called, and its key claimed in the IdempotentConsumer."""
+        decision = self.router.resolve(message)
+        if decision.route.delivery == STORE_AND_FORWARD:
+            reply = accept(self, message, decision)
+            if reply is not None:
+                return reply, decision
+        else:
+            self.receive(message)
+        return self.idempotency.run(message, lambda m: self.route_and_deliver(m, decision))
+
+    def route_and_deliver(self, message: Message, decision: Decision | None = None) -> tuple[Reply, Decision]:
         """Route ``message``, call its peer (and any further recipients) and return the reply.
 
         With further recipients (EIP Recipient List) each one is called and journalled on its
         own; the reply lists every recipient's outcome in RECIPIENTS, and says in its RESPONSE
         which ones were not reached. A fault of the first target is the caller's fault.
         """
-        decision = self.router.resolve(message)
-        if decision.route.delivery == STORE_AND_FORWARD:
-            message.accepted = True
-            return accept(self, message, decision), decision
+        decision = decision or self.router.resolve(message)
+        if decision.route.delivery == STORE_AND_FORWARD:   # its key is claimed already
+            return accept(self, message, decision, claim_key=False), decision
         try:
             reply = self.deliver(message, decision)
         except PeerTimeout as timeout:

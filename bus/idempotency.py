@@ -66,12 +66,12 @@ class IdempotentConsumer:
             if held is None:
                 break
             if held["status"] == "done":
-                stored = json.loads(held["reply"])
-                if stored.get("fingerprint") != fingerprint(message):
+                first = json.loads(held["reply"])
+                if first.get("fingerprint") != fingerprint(message):
                     raise DuplicateKey(f"{_what(key)} was already used for a different request (message "
                                        f"{held['msg_id']}); send a new one for a new request.", message.trans_ido)
                 message.duplicate_of = held["msg_id"]
-                return _reply(stored, message), None
+                return _reply(first, message), None
             if time.monotonic() > deadline:
                 raise Busy(f"A message with the same key ({key}) is still being handled; try again later.",
                            message.trans_ido)
@@ -81,10 +81,15 @@ class IdempotentConsumer:
         except BaseException:
             self.store.release(key, message.msg_id)
             raise
-        self.store.complete(key, message.msg_id, json.dumps(
-            {"head": reply.head, "body": reply.body, "peer": reply.peer, "fingerprint": fingerprint(message)},
-            ensure_ascii=False, default=str))
+        self.store.complete(key, message.msg_id, stored(reply, message))
         return reply, decision
+
+
+def stored(reply: Reply, message: Message) -> str:
+    """What the store keeps of the first answer to ``message``: the reply and the request's
+    fingerprint (a repeat with another body is a different request)."""
+    return json.dumps({"head": reply.head, "body": reply.body, "peer": reply.peer,
+                       "fingerprint": fingerprint(message)}, ensure_ascii=False, default=str)
 
 
 def fingerprint(message: Message) -> str:
@@ -104,4 +109,4 @@ def _reply(data: dict, message: Message) -> Reply:
     return Reply(head=head, body=data["body"], peer=data["peer"])
 
 
-__all__ = ["IdempotentConsumer", "Busy", "DuplicateKey", "key_of", "fingerprint", "BusFault"]
+__all__ = ["IdempotentConsumer", "Busy", "DuplicateKey", "key_of", "fingerprint", "stored", "BusFault"]

@@ -26,6 +26,7 @@ class Message:
     hops: list[dict] = field(default_factory=list)   # outbound hops, journalled with the reply
     duplicate_of: str | None = None                   # msg_id of the first message with its key
     accepted: bool = False                            # stored for the Forwarder, not delivered yet
+    journal_id: int | None = None                     # its inbound journal row, once written
 
     # -- the keys people and the router search by ---------------------------------------
     @property

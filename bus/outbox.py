@@ -20,14 +20,17 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 from bus.breaker import CircuitOpen
 from bus.faults import BusFault
+from bus.idempotency import key_of, stored
 from bus.message import Message, Reply
 from bus.router import Decision
-from dao.journal import now
+from dao.idempotency import IdempotencyStore
+from dao.journal import Journal, now
 from dao.outbox import OutboxStore
 
 log = logging.getLogger("bssbus.forwarder")
@@ -64,22 +67,48 @@ def order_key(message: Message) -> str:
     return (message.msisdn or f"{message.service}:{message.trans_ido}")[:60]
 
 
-def accept(bus, message: Message, decision: Decision) -> Reply:
-    """Store ``message`` for the decision's target and every further recipient; the caller's
-    answer says so (RSP_CODE 0000). Durable before the answer: the rows are committed."""
-    payload = json.dumps({"service": message.service, "operation": message.operation, "head": message.head,
-                          "body": message.body, "route": decision.route.name, "msg_id": message.msg_id},
-                         ensure_ascii=False, default=str)
+def accept(bus, message: Message, decision: Decision, claim_key: bool = True) -> Reply | None:
+    """Store ``message`` for the decision's target and every further recipient and return the
+    caller's answer ("accepted", RSP_CODE 0000), durable before it is returned.
+
+    One transaction holds the message's journal row, its outbox rows (one per recipient) and,
+    with ``claim_key``, its idempotency key with this answer; it is committed together with
+    the transactions of concurrent requests (:class:`dao.group_commit.GroupCommit`). When the
+    key is held already (a repeat, or its first copy is still in flight) nothing is written
+    and the result is None: the caller then asks the IdempotentConsumer for the first answer.
+    """
     targets = [decision, *decision.also]
-    bus.outbox.add([dict(msg_id=message.msg_id, service=message.service, operation=message.operation,
-                         trans_ido=message.trans_ido, peer_key=_peer_key(d), peer_name=d.peer_name,
-                         province=d.province, order_key=order_key(message), message=payload) for d in targets])
     names = ", ".join(d.peer_name for d in targets)
     head = {k: v for k, v in message.head.items() if k not in ("RESPONSE", "MSG_SENDER", "MSG_RECEIVER")}
     head.update(ACTION_CODE="1", MSG_SENDER="BUS", MSG_RECEIVER=message.caller,
                 RESPONSE={"RSP_TYPE": "0", "RSP_CODE": "0000",
                           "RSP_DESC": f"Accepted: the bus delivers it to {names}."})
-    return Reply(head=head, body=None, peer="BUS")
+    reply = Reply(head=head, body=None, peer="BUS")
+    payload = json.dumps({"service": message.service, "operation": message.operation, "head": message.head,
+                          "body": message.body, "route": decision.route.name, "msg_id": message.msg_id},
+                         ensure_ascii=False, default=str)
+    rows = [dict(msg_id=message.msg_id, service=message.service, operation=message.operation,
+                 trans_ido=message.trans_ido, peer_key=_peer_key(d), peer_name=d.peer_name,
+                 province=d.province, order_key=order_key(message), message=payload) for d in targets]
+    entry = dict(bus.inbound_row(message), status="accepted", rsp_code="0000", target=decision.peer_name,
+                 province=decision.province, route=decision.describe()[:200], finished_at=now(),
+                 elapsed_ms=(time.time() - message.received_at) * 1000)
+    consumer = bus.idempotency
+    key, answer = key_of(message), stored(reply, message)
+
+    def store(conn) -> int | None:
+        if claim_key and not IdempotencyStore.insert_done(conn, key, message.service, message.operation,
+                                                          message.msg_id, answer, consumer.ttl):
+            return None
+        entry_id = Journal.insert(conn, dict(entry))
+        OutboxStore.add_in(conn, rows)
+        return entry_id
+
+    entry_id = bus.writer.run(store)
+    if entry_id is None:
+        return None
+    message.journal_id, message.accepted = entry_id, True
+    return reply
 
 
 def _peer_key(decision: Decision) -> str:

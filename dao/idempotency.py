@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from dao.journal import now
@@ -50,6 +51,28 @@ class IdempotencyStore:
                 return None
             return self.get(key) or self.claim(key, service, operation, msg_id, ttl, stale_after)
         return held
+
+    @staticmethod
+    def insert_done(conn: Connection, key: str, service: str, operation: str, msg_id: str,
+                    reply: str, ttl: timedelta) -> bool:
+        """In the caller's transaction: store ``key`` as answered with ``reply`` unless some
+        message holds it already (then False, and nothing is written). Never raises on a
+        taken key, so it can share a transaction with other messages' rows."""
+        when = now()
+        row = dict(key=key, service=service, operation=operation, status="done", msg_id=msg_id,
+                   reply=reply, created_at=when, expires_at=when + ttl)
+        dialect = conn.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            make = sqlite.insert if dialect == "sqlite" else postgresql.insert
+            # RETURNING, not rowcount: psycopg reports -1 for this statement
+            return conn.execute(make(K).values(**row).on_conflict_do_nothing(index_elements=[K.c.key])
+                                .returning(K.c.key)).first() is not None
+        try:   # Oracle and others: a savepoint keeps the enclosing transaction usable
+            with conn.begin_nested():
+                conn.execute(insert(K).values(**row))
+            return True
+        except IntegrityError:
+            return False
 
     def complete(self, key: str, msg_id: str, reply: str) -> None:
         with self.engine.begin() as conn:

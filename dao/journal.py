@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import bindparam, insert, or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from dao.models import JournalEntry
 
@@ -25,20 +25,33 @@ class Journal:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def record(self, **values) -> int:
-        """Insert one hop; returns its id."""
-        values.setdefault("started_at", now())
+    def record(self, more: list[dict] = (), **values) -> int:
+        """Insert one hop (and the hops in ``more``, in the same transaction); returns its id."""
         with self.engine.begin() as conn:
-            return conn.execute(_INSERT, _row(values)).inserted_primary_key[0]
+            entry_id = self.insert(conn, values)
+            for hop in more:
+                self.insert(conn, hop)
+            return entry_id
+
+    @staticmethod
+    def insert(conn: Connection, values: dict) -> int:
+        """Insert one hop in the caller's transaction; returns its id."""
+        values.setdefault("started_at", now())
+        return conn.execute(_INSERT, _row(values)).inserted_primary_key[0]
 
     def finish(self, entry_id: int, more: list[dict] = (), **values) -> None:
         """Complete a hop (status, result code, response bytes, timings) and insert the
         hops in ``more`` (the outbound calls it made), in one transaction."""
-        values.setdefault("finished_at", now())
         with self.engine.begin() as conn:
-            conn.execute(_FINISH.values(**values), {"entry_id": entry_id})
-            for hop in more:
-                conn.execute(_INSERT, _row(hop))
+            self.finish_in(conn, entry_id, more, **values)
+
+    @staticmethod
+    def finish_in(conn: Connection, entry_id: int, more: list[dict] = (), **values) -> None:
+        """:meth:`finish` in the caller's transaction."""
+        values.setdefault("finished_at", now())
+        conn.execute(_FINISH.values(**values), {"entry_id": entry_id})
+        for hop in more:
+            conn.execute(_INSERT, _row(hop))
 
     def purge(self, before: datetime) -> int:
         """Delete the hops that started before ``before`` (the journal's retention)."""

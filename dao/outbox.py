@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, func, insert, or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import aliased
 
 from dao.journal import now
@@ -18,6 +18,7 @@ from dao.models import OutboxEntry
 
 O = OutboxEntry.__table__
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+_ADD = insert(O)
 
 
 class OutboxStore:
@@ -25,13 +26,16 @@ class OutboxStore:
         self.engine = engine
 
     def add(self, rows: list[dict]) -> list[int]:
-        when = now()
-        ids = []
+        """Queue ``rows`` (one per recipient) in a transaction of their own; returns their ids."""
         with self.engine.begin() as conn:
-            for row in rows:
-                values = dict(row, status=PENDING, attempts=0, next_attempt_at=when, created_at=when)
-                ids.append(conn.execute(insert(O).values(**values)).inserted_primary_key[0])
-        return ids
+            return self.add_in(conn, rows)
+
+    @staticmethod
+    def add_in(conn: Connection, rows: list[dict]) -> list[int]:
+        """Queue ``rows`` in the caller's transaction (with the message's journal row)."""
+        when = now()
+        return [conn.execute(_ADD, dict(row, status=PENDING, attempts=0, next_attempt_at=when,
+                                        created_at=when)).inserted_primary_key[0] for row in rows]
 
     def _due_query(self, limit: int, at: datetime):
         older = aliased(O)

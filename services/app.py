@@ -77,7 +77,6 @@ class BusApplication:
                           head=to_dict(head, UniBssHead), body=to_dict(body, operation.request),
                           raw=exchange.raw, charset=exchange.request.charset)
         exchange.context["message"] = message
-        exchange.context["journal_id"] = self.bus.receive(message)
         try:
             reply, decision = self.bus.handle(message)
         except BusFault as fault:
@@ -151,8 +150,8 @@ class BusApplication:
             return self._soap_fault(fault, environ)
         exchange = endpoint.serve(environ)
         message = exchange.context.get("message")
-        if "journal_id" in exchange.context:
-            self.bus.complete(exchange.context["journal_id"], message, exchange.response, exchange.fault,
+        if message is not None:
+            self.bus.complete(message, exchange.response, exchange.fault,
                               exchange.context.get("decision"), exchange.context.get("rsp_code"))
         else:
             self.bus.reject(exchange.raw, exchange.fault, service=name,

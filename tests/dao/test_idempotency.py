@@ -38,3 +38,20 @@ def test_an_abandoned_or_expired_key_is_taken_over_once(db_url):
     assert keys.claim("T:BANK:2", "BankPayment", "QueryBalance", "m4", timedelta(0), STALE) is None
     assert keys.claim("T:BANK:2", "BankPayment", "QueryBalance", "m5", TTL, STALE) is None, "expired: taken over"
     engine.dispose()
+
+
+def test_insert_done_stores_a_free_key_once_and_never_raises_on_a_taken_one(db_url):
+    engine = open_database(db_url)
+    keys = IdempotencyStore(engine)
+    with engine.begin() as conn:
+        assert IdempotencyStore.insert_done(conn, "T:PCRM:1", "AccountSync", "SyncThreeAccount", "m1",
+                                            '{"first": true}', TTL) is True
+        # the same key again, in the same transaction: refused without spoiling the transaction
+        assert IdempotencyStore.insert_done(conn, "T:PCRM:1", "AccountSync", "SyncThreeAccount", "m2",
+                                            "{}", TTL) is False
+        assert IdempotencyStore.insert_done(conn, "T:PCRM:2", "AccountSync", "SyncThreeAccount", "m3",
+                                            "{}", TTL) is True
+    assert (keys.get("T:PCRM:1")["msg_id"], keys.get("T:PCRM:1")["status"]) == ("m1", "done")
+    assert keys.get("T:PCRM:2")["msg_id"] == "m3"
+    assert keys.claim("T:PCRM:1", "AccountSync", "SyncThreeAccount", "m4", TTL, STALE)["reply"] == '{"first": true}'
+    engine.dispose()
