@@ -1,12 +1,13 @@
-"""Unknown outcomes for money: when a payment or a reversal times out, ask before answering.
+"""Unknown outcomes for money: when a payment, a reversal or a top-up times out, ask first.
 
-A billing that did not answer ``Pay`` in time may have posted it or not. The bus never
-retries blindly and never guesses: it asks the same billing for the outcome of that serial
-(``BankPayment.QueryPayment``). Posted: the caller gets the success the billing would have
-given. Not posted: the bus sends the request once more (the billing posts a serial at most
-once) and answers what comes back. No answer either way: ``Server.OutcomeUnknown``, which
-tells the caller to retry with the same serial, so the caller is never told "success" for
-money that was not posted, nor "failure" for money that was.
+A billing that did not answer ``Pay`` or ``TopUp`` in time may have posted it or not. The bus
+never retries blindly and never guesses: it asks the same billing for the outcome of that
+serial (``BankPayment.QueryPayment`` for a payment or a reversal, ``TopUp.QueryTopUp`` for a
+top-up). Posted: the caller gets the success the billing would have given. Not posted: the bus
+sends the request once more (the billing posts a serial at most once) and answers what comes
+back. No answer either way: ``Server.OutcomeUnknown``, which tells the caller to retry with
+the same serial, so the caller is never told "success" for money that was not posted, nor
+"failure" for money that was.
 
 Each operation's :class:`OutcomeCheck` says how to ask and how to read the answer; ``CHECKS``
 lists the operations the bus treats so (``bus.core`` settles a timeout of those only).
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from bus.faults import BusFault, PeerTimeout, ServerFault
+from bus.idempotency import DuplicateKey
 from bus.message import Message, Reply
 
 
@@ -33,7 +35,9 @@ class OutcomeCheck:
     transaction up; ``query_body`` builds its body from the original request's body;
     ``not_found`` is the query's RSP_CODE for "no such transaction" (not posted: the bus may
     send it once more); ``reply_body`` turns the record found into the original operation's
-    reply body; ``serial`` names the request's serial in what the caller is told.
+    reply body; ``serial`` names the request's serial in what the caller is told. ``same``,
+    when given, says whether the record found is this request's: a serial the billing holds
+    for another transaction means this one was not posted (``Client.DuplicateKey``).
     """
 
     query: str
@@ -41,6 +45,7 @@ class OutcomeCheck:
     not_found: str
     reply_body: Callable[[dict], dict]
     serial: Callable[[dict], str]
+    same: Callable[[dict, dict], bool] | None = None
 
 
 def _fields(*names: str) -> Callable[[dict], dict]:
@@ -57,7 +62,12 @@ def _bank_serial(body: dict) -> str:
     return f"bank serial {body.get('BANK_SERIAL')}"
 
 
+def _same_top_up(request: dict, found: dict) -> bool:
+    return (found.get("SERIAL_NUMBER"), found.get("CARD_NO")) == (request["SERIAL_NUMBER"], request["CARD_NO"])
+
+
 PAYMENT_NOT_FOUND = "1549"   # QueryPayment: the billing has no transaction with this bank serial
+TOP_UP_NOT_FOUND = "01031"   # QueryTopUp: the billing has no top-up with this serial
 
 CHECKS = {
     ("BankPayment", "Pay"): OutcomeCheck(
@@ -66,6 +76,10 @@ CHECKS = {
     ("BankPayment", "Reverse"): OutcomeCheck(
         "QueryPayment", _payment_query, PAYMENT_NOT_FOUND,
         _fields("BANK_SERIAL", "ORIG_BANK_SERIAL", "SERIAL_NUMBER", "AMOUNT", "BALANCE"), _bank_serial),
+    ("TopUp", "TopUp"): OutcomeCheck(
+        "QueryTopUp", lambda body: {"TOPUP_SERIAL": body["TOPUP_SERIAL"]}, TOP_UP_NOT_FOUND,
+        _fields("TOPUP_SERIAL", "SERIAL_NUMBER", "CARD_NO", "AMOUNT", "BALANCE", "BILL_SERIAL", "ACCT_DATE"),
+        lambda body: f"top-up serial {body.get('TOPUP_SERIAL')}", same=_same_top_up),
 }
 
 
@@ -85,6 +99,11 @@ def settle(bus, message: Message, decision, timeout: PeerTimeout) -> Reply:
     except BusFault:
         raise unknown from timeout
     if found.rsp_code == "0000" and found.body:
+        if check.same is not None and not check.same(message.body, found.body):
+            raise DuplicateKey(
+                f"{peer} did not answer {message.operation} of {serial} in time; asked, it holds that serial "
+                f"for another transaction, so this one was not posted: send a new serial for a new request.",
+                message.trans_ido) from timeout
         body = check.reply_body(found.body)
         missing = [k for k, v in body.items() if v is None]
         if missing:
