@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 
 from spyne import Fault
@@ -40,7 +41,9 @@ class SandboxApplication:
     makes that peer slow or answer with a SOAP Server fault until told otherwise
     (``{"peer": "BILLING-51"}`` alone resets it); ``"delay_after_ms"`` makes it do the work
     (post the payment) and only then wait: the answer that gets lost. For outage, timeout
-    and unknown-outcome tests. ``"operations": ["Pay"]`` limits it to those operations.
+    and unknown-outcome tests. ``"operations": ["Pay"]`` limits it to those operations, and
+    ``"calls": N`` to the next N calls of them (then the peer is itself again): a peer slow for
+    one call only.
     """
 
     def __init__(self, db_url: str, bus_url: str | None = None, provinces=None,
@@ -52,14 +55,13 @@ class SandboxApplication:
         self.endpoints = {name: SoapEndpoint(c, self.files.schemas[name], self._handle)
                           for name, c in CONTRACTS.items()}
         self.behaviour: dict[str, dict] = {}   # peer name -> {"delay_ms": int, "fault": str}
+        self._behaviour_lock = threading.Lock()
         self.legacy = LegacyBillingPeer(self.engine, self.behaviour)   # /peers/legacy_billing/<code>/LegacyBilling
 
     def _handle(self, ctx, contract, operation, head, body):
         exchange = ctx.transport.req_env["bssbus.exchange"]
         kind, province = exchange.context["peer"]
-        behaviour = self.behaviour.get(peer_name(kind, province), {})
-        if behaviour.get("operations") and operation.name not in behaviour["operations"]:
-            behaviour = {}
+        behaviour = self._behaviour(peer_name(kind, province), operation.name)
         if behaviour.get("delay_ms"):
             time.sleep(behaviour["delay_ms"] / 1000)
         if behaviour.get("fault"):
@@ -75,6 +77,19 @@ class SandboxApplication:
             exchange.context[FAULT_KEY] = InternalError(f"sandbox peer {kind} failed: {exc}")
             raise Fault("Server", str(exc)) from exc
         return from_dict({"UNI_BSS_HEAD": rsp_head, "UNI_BSS_BODY": rsp_body}, operation.result)
+
+    def _behaviour(self, peer: str, operation: str) -> dict:
+        """What /control asked of ``peer`` for one call of ``operation`` (counting it when the
+        behaviour holds for a number of calls only)."""
+        with self._behaviour_lock:
+            behaviour = self.behaviour.get(peer, {})
+            if behaviour.get("operations") and operation not in behaviour["operations"]:
+                return {}
+            if behaviour.get("calls"):
+                behaviour["calls"] -= 1
+                if behaviour["calls"] == 0:
+                    del self.behaviour[peer]
+            return dict(behaviour)
 
     def _peer(self, path: str):
         """(kind, province, service) from /peers/..., or None."""
@@ -116,15 +131,17 @@ class SandboxApplication:
             length = int(environ.get("CONTENT_LENGTH") or 0)
             spec = json.loads(environ["wsgi.input"].read(min(length, 4096)) or b"{}")
             peer = str(spec["peer"])
-            self.behaviour[peer] = {"delay_ms": int(spec.get("delay_ms") or 0),
-                                    "delay_after_ms": int(spec.get("delay_after_ms") or 0),
-                                    "fault": spec.get("fault") or None,
-                                    "operations": list(spec.get("operations") or [])}
+            behaviour = {"delay_ms": int(spec.get("delay_ms") or 0),
+                         "delay_after_ms": int(spec.get("delay_after_ms") or 0),
+                         "fault": spec.get("fault") or None,
+                         "operations": list(spec.get("operations") or []),
+                         "calls": int(spec.get("calls") or 0)}
+            with self._behaviour_lock:
+                self.behaviour[peer] = behaviour
         except (ValueError, KeyError, TypeError) as exc:
             return self._send(start_response, "400 Bad Request", "text/plain; charset=utf-8",
                               f"POST JSON {{\"peer\": NAME, \"delay_ms\": N, \"fault\": TEXT}}: {exc}\n".encode())
-        return self._send(start_response, "200 OK", "application/json",
-                          json.dumps({peer: self.behaviour[peer]}).encode())
+        return self._send(start_response, "200 OK", "application/json", json.dumps({peer: behaviour}).encode())
 
     @staticmethod
     def _send(start_response, status, ctype, body):

@@ -285,6 +285,7 @@ class Peers:
                                    "BILL_SERIAL": f"TU{row_id:012d}", "ACCT_DATE": today()}
 
     def billing_QueryTopUp(self, sender, head, body):
+        """One top-up and what TopUp answered for it: the bus asks it when a top-up's answer was lost."""
         t = store.topups.c
         with self.engine.connect() as conn:
             row = conn.execute(select(store.topups).where(
@@ -293,7 +294,8 @@ class Peers:
             return "01031", f"no top-up with serial {body['TOPUP_SERIAL']}", None
         return "0000", "success", {"TOPUP_SERIAL": row["topup_serial"], "SERIAL_NUMBER": row["msisdn"],
                                    "CARD_NO": row["card_no"], "AMOUNT": row["amount"], "TOPUP_STATE": "0",
-                                   "TRADE_TIME": row["trade_time"]}
+                                   "TRADE_TIME": row["trade_time"], "BALANCE": row["balance_after"],
+                                   "BILL_SERIAL": f"TU{row['id']:012d}", "ACCT_DATE": row["acct_date"]}
 
     # -- CRMs --------------------------------------------------------------------------------
     def _order(self, conn, sender, order_id):

@@ -83,6 +83,9 @@ class QueryTopUpRsp(ComplexModel):
         ("AMOUNT", required(PositiveFenType)),
         ("TOPUP_STATE", required(TopUpStateType)),
         ("TRADE_TIME", required(TimeType)),
+        ("BALANCE", optional(FenType)),
+        ("BILL_SERIAL", optional(SerialType)),
+        ("ACCT_DATE", optional(DateType)),
     ]
 
 

@@ -830,7 +830,8 @@ RESPONSE_BODIES = {
         "AMOUNT": 5000, "BALANCE": -5000, "BILL_SERIAL": "TU000000000001", "ACCT_DATE": "20240315"},
     ("TopUp", "QueryTopUp"): {
         "TOPUP_SERIAL": "YKC202403151200300001", "SERIAL_NUMBER": "18603011234", "CARD_NO": "951000000000022",
-        "AMOUNT": 5000, "TOPUP_STATE": "0", "TRADE_TIME": "20240315120030"},
+        "AMOUNT": 5000, "TOPUP_STATE": "0", "TRADE_TIME": "20240315120030", "BALANCE": -5000,
+        "BILL_SERIAL": "TU000000000001", "ACCT_DATE": "20240315"},
     ("TopUp", "QueryBalance"): {
         "SERIAL_NUMBER": "18610012345", "USER_STATE": "00", "BALANCE": 4250, "ARREARS_FEE": 0},
     ("ReverseSync", "SyncVacChange"): {
@@ -937,6 +938,19 @@ def test_spyne_writes_a_business_error_without_body(schemas):
     assert schemas["BankPayment"].validate(answer), str(schemas["BankPayment"].error_log)
     assert answer.find(".//{%s}UNI_BSS_BODY" % contract.namespace) is None
     assert from_xml(contract, op, answer, response=True)["UNI_BSS_HEAD"]["RESPONSE"] == error
+
+
+def test_a_query_top_up_answer_without_what_top_up_answered_stays_valid(schemas):
+    """BALANCE, BILL_SERIAL and ACCT_DATE came to QueryTopUp later, as optional elements: the
+    answer of a billing that does not send them is still valid, and so is one with them."""
+    contract = CONTRACTS["TopUp"]
+    op = contract.operations["QueryTopUp"]
+    full = RESPONSE_BODIES[("TopUp", "QueryTopUp")]
+    older = {k: v for k, v in full.items() if k not in ("BALANCE", "BILL_SERIAL", "ACCT_DATE")}
+    for body in (full, older):
+        element = to_xml(contract, op, _answer(contract, op, body, sender="BILLING-51"), response=True)
+        assert schemas["TopUp"].validate(element), str(schemas["TopUp"].error_log)
+        assert set(from_xml(contract, op, element, response=True)["UNI_BSS_BODY"]) == set(body)
 
 
 def test_modules_export_their_contracts():

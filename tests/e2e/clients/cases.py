@@ -266,7 +266,9 @@ def cases_for(toolkit: str) -> list[Case]:
                  _args("TopUp", "QueryTopUp", tid(), ("01", own.msisdn), TOPUP_SERIAL=serial),
                  sender=BILLING[p], flow=direct("TOPUP", BILLING[p]),
                  expect={"TOPUP_SERIAL": serial, "SERIAL_NUMBER": own.msisdn, "CARD_NO": card["card_no"],
-                         "AMOUNT": card["face_value"], "TOPUP_STATE": "0", "TRADE_TIME": now}))
+                         "AMOUNT": card["face_value"], "TOPUP_STATE": "0", "TRADE_TIME": now,
+                         "BALANCE": after, "ACCT_DATE": today},
+                 check=has_bill_serial))
         add(Case(f"TopUp.QueryBalance[{p}]", "TopUp", "QueryBalance",
                  _args("TopUp", "QueryBalance", tid(), ("01", own.msisdn), SERIAL_NUMBER=own.msisdn),
                  sender=BILLING[p], flow=direct("TOPUP", BILLING[p]),
