@@ -14,6 +14,7 @@ lists the operations the bus treats so (``bus.core`` settles a timeout of those 
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Callable
 
@@ -35,9 +36,12 @@ class OutcomeCheck:
     transaction up; ``query_body`` builds its body from the original request's body;
     ``not_found`` is the query's RSP_CODE for "no such transaction" (not posted: the bus may
     send it once more); ``reply_body`` turns the record found into the original operation's
-    reply body; ``serial`` names the request's serial in what the caller is told. ``same``,
-    when given, says whether the record found is this request's: a serial the billing holds
-    for another transaction means this one was not posted (``Client.DuplicateKey``).
+    reply body; ``serial`` names the request's serial in what the caller is told. ``same``
+    says whether the record found is this request's: a serial the billing holds for another
+    transaction means this one was not posted (``Client.DuplicateKey``). ``exists`` lists the
+    RSP_CODEs with which the operation refuses a serial it has posted already: when the second
+    send meets one (the first send was posted after all, between the query and the resend),
+    the bus asks once more instead of passing that refusal on.
     """
 
     query: str
@@ -45,7 +49,8 @@ class OutcomeCheck:
     not_found: str
     reply_body: Callable[[dict], dict]
     serial: Callable[[dict], str]
-    same: Callable[[dict, dict], bool] | None = None
+    same: Callable[[dict, dict], bool]
+    exists: frozenset[str] = frozenset()
 
 
 def _fields(*names: str) -> Callable[[dict], dict]:
@@ -62,8 +67,12 @@ def _bank_serial(body: dict) -> str:
     return f"bank serial {body.get('BANK_SERIAL')}"
 
 
-def _same_top_up(request: dict, found: dict) -> bool:
-    return (found.get("SERIAL_NUMBER"), found.get("CARD_NO")) == (request["SERIAL_NUMBER"], request["CARD_NO"])
+def _same(**fixed: str) -> Callable[[dict, dict], bool]:
+    """The record found is the request's when it has the request's values of the fields named
+    in ``fixed`` (a field name -> "" for the request's own value, else the record's required value)."""
+    def same(request: dict, found: dict) -> bool:
+        return all(str(found.get(k)) == str(v or request.get(k)) for k, v in fixed.items())
+    return same
 
 
 PAYMENT_NOT_FOUND = "1549"   # QueryPayment: the billing has no transaction with this bank serial
@@ -72,14 +81,17 @@ TOP_UP_NOT_FOUND = "01031"   # QueryTopUp: the billing has no top-up with this s
 CHECKS = {
     ("BankPayment", "Pay"): OutcomeCheck(
         "QueryPayment", _payment_query, PAYMENT_NOT_FOUND,
-        _fields("BANK_SERIAL", "BILL_SERIAL", "SERIAL_NUMBER", "AMOUNT", "BALANCE", "ACCT_DATE"), _bank_serial),
+        _fields("BANK_SERIAL", "BILL_SERIAL", "SERIAL_NUMBER", "AMOUNT", "BALANCE", "ACCT_DATE"), _bank_serial,
+        _same(TXN_TYPE="0", SERIAL_NUMBER="", AMOUNT="")),
     ("BankPayment", "Reverse"): OutcomeCheck(
         "QueryPayment", _payment_query, PAYMENT_NOT_FOUND,
-        _fields("BANK_SERIAL", "ORIG_BANK_SERIAL", "SERIAL_NUMBER", "AMOUNT", "BALANCE"), _bank_serial),
+        _fields("BANK_SERIAL", "ORIG_BANK_SERIAL", "SERIAL_NUMBER", "AMOUNT", "BALANCE"), _bank_serial,
+        _same(TXN_TYPE="1", ORIG_BANK_SERIAL="", SERIAL_NUMBER="", AMOUNT="")),
     ("TopUp", "TopUp"): OutcomeCheck(
         "QueryTopUp", lambda body: {"TOPUP_SERIAL": body["TOPUP_SERIAL"]}, TOP_UP_NOT_FOUND,
         _fields("TOPUP_SERIAL", "SERIAL_NUMBER", "CARD_NO", "AMOUNT", "BALANCE", "BILL_SERIAL", "ACCT_DATE"),
-        lambda body: f"top-up serial {body.get('TOPUP_SERIAL')}", same=_same_top_up),
+        lambda body: f"top-up serial {body.get('TOPUP_SERIAL')}", _same(SERIAL_NUMBER="", CARD_NO=""),
+        exists=frozenset({"01030"})),
 }
 
 
@@ -87,38 +99,54 @@ def settle(bus, message: Message, decision, timeout: PeerTimeout) -> Reply:
     """The reply to a money ``message`` whose call timed out (see the module docstring)."""
     check = CHECKS[(message.service, message.operation)]
     peer, serial = decision.peer_name, check.serial(message.body)
-    query = Message(service=message.service, operation=check.query,
-                    head=dict(message.head, OPERATE_NAME=check.query),
-                    body=check.query_body(message.body), msg_id=message.msg_id, hops=message.hops)
     unknown = OutcomeUnknown(
         f"{peer} did not answer {message.operation} of {serial} in time, and the bus could not learn "
         "whether it was posted; retry with the same serial (it is never posted twice) or check it at "
         "reconciliation.", message.trans_ido, peer=peer)
-    try:
-        found = bus.deliver(query, decision)
-    except BusFault:
-        raise unknown from timeout
-    if found.rsp_code == "0000" and found.body:
-        if check.same is not None and not check.same(message.body, found.body):
-            raise DuplicateKey(
-                f"{peer} did not answer {message.operation} of {serial} in time; asked, it holds that serial "
-                f"for another transaction, so this one was not posted: send a new serial for a new request.",
-                message.trans_ido) from timeout
-        body = check.reply_body(found.body)
-        missing = [k for k, v in body.items() if v is None]
-        if missing:
-            raise OutcomeUnknown(
-                f"{peer} did not answer {message.operation} of {serial} in time; asked, it says it was posted, "
-                f"but its {check.query} answer lacks {', '.join(missing)}, so the bus cannot give the answer of "
-                f"{message.operation}. It is posted: do not post it again; {check.query} or reconciliation "
-                "shows it.", message.trans_ido, peer=peer) from timeout
-        head = dict(found.head, OPERATE_NAME=message.operation, TRANS_IDO=message.trans_ido,
-                    RESPONSE={"RSP_TYPE": "0", "RSP_CODE": "0000",
-                              "RSP_DESC": f"posted (the answer of {peer} was lost; the bus asked)"})
-        return Reply(head=head, body=body, peer=found.peer)
+    found = _ask(bus, message, decision, check, unknown, timeout)
     if found.rsp_code == check.not_found:
         try:
-            return bus.deliver(message, decision)   # not posted: send it once more
+            reply = bus.deliver(message, decision)   # not posted: send it once more
         except BusFault:
             raise unknown from timeout
+        if reply.rsp_code not in check.exists:
+            return reply
+        found = _ask(bus, message, decision, check, unknown, timeout)   # posted late, after all
+    if found.rsp_code == "0000" and found.body:
+        return _posted(message, decision, check, found, timeout)
     raise unknown from timeout
+
+
+def _ask(bus, message: Message, decision, check: OutcomeCheck, unknown: OutcomeUnknown,
+         timeout: PeerTimeout) -> Reply:
+    """The billing's record of the request's serial. The query has a TRANS_IDO of its own: a
+    billing that answers a repeated TRANS_IDO from memory must not take the resend for it."""
+    head = dict(message.head, OPERATE_NAME=check.query, TRANS_IDO=f"BUSQ{uuid.uuid4().hex[:24]}")
+    query = Message(service=message.service, operation=check.query, head=head,
+                    body=check.query_body(message.body), msg_id=message.msg_id, hops=message.hops)
+    try:
+        return bus.deliver(query, decision)
+    except BusFault:
+        raise unknown from timeout
+
+
+def _posted(message: Message, decision, check: OutcomeCheck, found: Reply, timeout: PeerTimeout) -> Reply:
+    """The reply to ``message`` from the billing's record of it (``found``)."""
+    peer, serial = decision.peer_name, check.serial(message.body)
+    if not check.same(message.body, found.body):
+        raise DuplicateKey(
+            f"{peer} did not answer {message.operation} of {serial} in time; asked, it holds that serial "
+            f"for another transaction, so this one was not posted: send a new serial for a new request.",
+            message.trans_ido) from timeout
+    body = check.reply_body(found.body)
+    missing = [k for k, v in body.items() if v is None]
+    if missing:
+        raise OutcomeUnknown(
+            f"{peer} did not answer {message.operation} of {serial} in time; asked, it says it was posted, "
+            f"but its {check.query} answer lacks {', '.join(missing)}, so the bus cannot give the answer of "
+            f"{message.operation}. It is posted: do not post it again; {check.query} or reconciliation "
+            "shows it.", message.trans_ido, peer=peer) from timeout
+    head = dict(found.head, OPERATE_NAME=message.operation, TRANS_IDO=message.trans_ido,
+                RESPONSE={"RSP_TYPE": "0", "RSP_CODE": "0000",
+                          "RSP_DESC": f"posted (the answer of {peer} was lost; the bus asked)"})
+    return Reply(head=head, body=body, peer=found.peer)

@@ -16,7 +16,7 @@ Result codes used by the simulated billings (RESPONSE/RSP_CODE):
 2099    no such number (USER_STATE 99)
 2101    VAC change of a user who is not a 3G user: not synced to HQ
 21001   top-up card not activated; 21002 card unknown; 21003 card already used;
-        21004 card expired; 01030 top-up serial already exists; 01031 no such top-up
+        21004 card expired; 01030 top-up serial already used for another top-up; 01031 no such top-up
 3001    no such order
 8888    other failure (the description says which)
 ======  ===============================================================
@@ -258,31 +258,46 @@ class Peers:
         return "0000", "success", rsp
 
     def billing_TopUp(self, sender, head, body):
-        """Top up a number with a card: the card's state gives the field's result codes."""
+        """Top up a number with a card: the card's state gives the field's result codes. A
+        serial is posted at most once: repeated for the same top-up it gets the first result."""
         serial, msisdn, card_no = body["TOPUP_SERIAL"], body["SERIAL_NUMBER"], body["CARD_NO"]
         t = store.topups.c
-        with self.engine.begin() as conn:
-            if conn.execute(select(t.id).where(t.peer == sender, t.topup_serial == serial)).first():
-                return "01030", f"top-up serial {serial} already exists", None
-            card = conn.execute(select(store.cards).where(store.cards.c.card_no == card_no)).mappings().first()
-            refused = (("21002", f"unknown card {card_no}") if card is None else
-                       {"0": ("21001", "card not activated"), "2": ("21003", "card already used"),
-                        "3": ("21004", "card expired")}.get(card["state"]))
-            if refused:
-                return refused[0], refused[1], None
-            if self._account(conn, sender, msisdn) is None:
-                return "2099", f"number {msisdn} is not a user of {sender}", None
-            conn.execute(update(store.cards).where(store.cards.c.card_no == card_no).values(state="2"))
-            conn.execute(update(store.accounts).where(
-                store.accounts.c.peer == sender, store.accounts.c.msisdn == msisdn)
-                .values(balance=store.accounts.c.balance + card["face_value"]))
-            balance = self._account(conn, sender, msisdn)["balance"]
-            row_id = conn.execute(insert(store.topups).values(
-                peer=sender, topup_serial=serial, msisdn=msisdn, card_no=card_no, amount=card["face_value"],
-                balance_after=balance, acct_date=today(), trade_time=body["TRADE_TIME"])).inserted_primary_key[0]
-        return "0000", "success", {"TOPUP_SERIAL": serial, "SERIAL_NUMBER": msisdn, "CARD_NO": card_no,
-                                   "AMOUNT": card["face_value"], "BALANCE": balance,
-                                   "BILL_SERIAL": f"TU{row_id:012d}", "ACCT_DATE": today()}
+        first_of = select(store.topups).where(t.peer == sender, t.topup_serial == serial)
+        try:
+            with self.engine.begin() as conn:
+                first = conn.execute(first_of).mappings().first()
+                if first is None:
+                    card = conn.execute(select(store.cards).where(store.cards.c.card_no == card_no)
+                                        ).mappings().first()
+                    refused = (("21002", f"unknown card {card_no}") if card is None else
+                               {"0": ("21001", "card not activated"), "2": ("21003", "card already used"),
+                                "3": ("21004", "card expired")}.get(card["state"]))
+                    if refused:
+                        return refused[0], refused[1], None
+                    if self._account(conn, sender, msisdn) is None:
+                        return "2099", f"number {msisdn} is not a user of {sender}", None
+                    conn.execute(update(store.cards).where(store.cards.c.card_no == card_no).values(state="2"))
+                    conn.execute(update(store.accounts).where(
+                        store.accounts.c.peer == sender, store.accounts.c.msisdn == msisdn)
+                        .values(balance=store.accounts.c.balance + card["face_value"]))
+                    balance = self._account(conn, sender, msisdn)["balance"]
+                    conn.execute(insert(store.topups).values(
+                        peer=sender, topup_serial=serial, msisdn=msisdn, card_no=card_no,
+                        amount=card["face_value"], balance_after=balance, acct_date=today(),
+                        trade_time=body["TRADE_TIME"]))
+                    first = conn.execute(first_of).mappings().first()
+        except IntegrityError:  # the same serial posted concurrently: the first one stands
+            with self.engine.connect() as conn:
+                first = conn.execute(first_of).mappings().first()
+        if (first["msisdn"], first["card_no"]) != (msisdn, card_no):
+            return "01030", f"top-up serial {serial} was already used for another top-up", None
+        return "0000", "success", self._top_up_answer(first)
+
+    @staticmethod
+    def _top_up_answer(row) -> dict:
+        return {"TOPUP_SERIAL": row["topup_serial"], "SERIAL_NUMBER": row["msisdn"], "CARD_NO": row["card_no"],
+                "AMOUNT": row["amount"], "BALANCE": row["balance_after"], "BILL_SERIAL": f"TU{row['id']:012d}",
+                "ACCT_DATE": row["acct_date"]}
 
     def billing_QueryTopUp(self, sender, head, body):
         """One top-up and what TopUp answered for it: the bus asks it when a top-up's answer was lost."""
@@ -292,10 +307,7 @@ class Peers:
                 t.peer == sender, t.topup_serial == body["TOPUP_SERIAL"])).mappings().first()
         if row is None:
             return "01031", f"no top-up with serial {body['TOPUP_SERIAL']}", None
-        return "0000", "success", {"TOPUP_SERIAL": row["topup_serial"], "SERIAL_NUMBER": row["msisdn"],
-                                   "CARD_NO": row["card_no"], "AMOUNT": row["amount"], "TOPUP_STATE": "0",
-                                   "TRADE_TIME": row["trade_time"], "BALANCE": row["balance_after"],
-                                   "BILL_SERIAL": f"TU{row['id']:012d}", "ACCT_DATE": row["acct_date"]}
+        return "0000", "success", dict(self._top_up_answer(row), TOPUP_STATE="0", TRADE_TIME=row["trade_time"])
 
     # -- CRMs --------------------------------------------------------------------------------
     def _order(self, conn, sender, order_id):

@@ -95,6 +95,31 @@ def test_not_known_in_time_is_never_called_a_failure(slow_billing):
     assert again.rsp_code == "0000" and again.body["BALANCE"] == before + 3300
 
 
+def test_a_bank_serial_the_billing_holds_for_another_payment_is_not_called_posted(slow_billing):
+    """The serial was used at the billing for another amount (sent past the bus). This payment
+    times out; asked, the billing shows the other one: Client.DuplicateKey, never its success."""
+    client, u = BusClient(slow_billing.url), seed_users("71")[7]
+    taken = f"PDUP{int(time.time() * 1000)}"
+    contract = CONTRACTS["BankPayment"]
+    direct = zeep.Client(str(WSDL_DIR / contract.wsdl)).create_service(
+        f"{{{contract.namespace}}}BankPaymentSoap11Binding", f"{slow_billing.sandbox_url}/peers/province_billing/71/BankPayment")
+    first_args = make_args("BankPayment", "Pay", caller="BANK", route=("01", u.msisdn), SERIAL_NUMBER=u.msisdn,
+                           AMOUNT=1000, BANK_SERIAL=taken)
+    first = serialize_object(direct.Pay(**first_args), dict)
+    assert first["UNI_BSS_HEAD"]["RESPONSE"]["RSP_CODE"] == "0000"
+    before = balance(client, u)
+    control(slow_billing.sandbox_url, peer="BILLING-71", delay_after_ms=1500, operations=["Pay"])
+    try:
+        args, result = pay(client, u, taken, amount=2000)
+    finally:
+        control(slow_billing.sandbox_url, peer="BILLING-71")
+    assert result.fault_code == "Client.DuplicateKey", result
+    assert taken in result.fault_string and "not posted" in result.fault_string
+    assert [op for op, *_ in out_hops(slow_billing, args)] == ["Pay", "QueryPayment"]
+    time.sleep(1.5)
+    assert balance(client, u) == before, "nothing posted for the second payment"
+
+
 # -- TopUp.TopUp (asked with QueryTopUp) ----------------------------------------------------
 # Hunan (74, phase 2): BILLING-74, apart from the payments' BILLING-71 and its circuit breaker.
 
@@ -161,6 +186,8 @@ def test_a_top_up_posted_whose_answer_was_lost_is_that_success(slow_billing):
     assert result.body["BILL_SERIAL"].startswith("TU")
     assert out_hops(slow_billing, args) == [("TopUp", "fault", "Server.PeerTimeout", "9002"),
                                             ("QueryTopUp", "ok", None, "0000")], "asked, not sent again"
+    assert arrived(slow_billing, args, "QueryTopUp") == 0, \
+        "the query has a TRANS_IDO of its own: a billing answering repeats from memory must not mix them up"
     assert top_up_balance(client, u) == before + card["face_value"], "credited once"
     assert card_use(slow_billing, card) == ("2", 1), "the card used once"
 
@@ -200,6 +227,11 @@ def test_a_top_up_still_not_answered_is_an_unknown_outcome_and_posted_once(slow_
     assert card_use(slow_billing, card) == ("2", 1)
     posted = query_top_up(client, u, args["UNI_BSS_BODY"]["TOPUP_SERIAL"])
     assert posted.rsp_code == "0000" and posted.body["BALANCE"] == before + card["face_value"]
+    # the caller retries as told (same serial, a new TRANS_IDO): it hears the first result
+    retry = top_up_args(u, card, args["UNI_BSS_BODY"]["TOPUP_SERIAL"])
+    again = client.call("TopUp", "TopUp", retry)
+    assert (again.rsp_code, again.body["BILL_SERIAL"]) == ("0000", posted.body["BILL_SERIAL"]), again
+    assert top_up_balance(client, u) == before + card["face_value"] and card_use(slow_billing, card) == ("2", 1)
 
 
 def test_a_top_up_whose_query_fails_too_is_an_unknown_outcome(slow_billing):
