@@ -14,6 +14,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.outbox
 
 demo: $(STAMP)
 	$(BIN)/bssbus demo

@@ -24,7 +24,7 @@ from bus.message import Message, Reply
 from bus.router import ContentBasedRouter, Decision
 from config.settings import Settings
 from dao.db import open_database
-from dao.group_commit import GroupCommit
+from dao.group_commit import DirectCommit, GroupCommit
 from dao.journal import Journal
 from dao.idempotency import IdempotencyStore
 from dao.outbox import OutboxStore
@@ -49,20 +49,23 @@ class Bus:
         self.forwarder: Forwarder | None = None
         self.scheduler: Scheduler | None = None
         self.adapters: AdapterRegistry | None = None
-        self.writer: GroupCommit | None = None
+        self.writer: GroupCommit | DirectCommit | None = None
 
     def start(self, engine: Engine | None = None, forwarder: bool = True) -> "Bus":
         self.engine = engine or open_database(self.settings.db_url)
         self.journal = Journal(self.engine)
-        self.writer = GroupCommit(self.engine)
+        shared = self.settings.section("database").get("group_commit", True)
+        self.writer = (GroupCommit if shared else DirectCommit)(self.engine)
         self.router = ContentBasedRouter.from_settings(self.settings)
         self.phase_store = PhaseStore(self.engine)
         self.phase_store.seed(self.settings.phases)
         self.router.phase_table = PhaseTable(self.phase_store, self.settings.phase_refresh_seconds)
         self.adapters = AdapterRegistry(self.settings.peers, ADAPTERS)
         self.outbox = OutboxStore(self.engine)
-        self.forwarder = Forwarder(self, RedeliveryPolicy.from_config(self.settings.section("redelivery")),
-                                   interval=float(self.settings.section("redelivery").get("poll_seconds", 0.5)))
+        redelivery = self.settings.section("redelivery")
+        self.forwarder = Forwarder(self, RedeliveryPolicy.from_config(redelivery),
+                                   interval=float(redelivery.get("poll_seconds", 0.5)),
+                                   concurrency=int(redelivery.get("concurrency", 8)))
         longest = max((p.timeout for p in self.settings.peers.values()), default=10.0)
         self.idempotency = IdempotentConsumer(IdempotencyStore(self.engine),
                                               ttl=timedelta(hours=self.settings.idempotency_ttl_hours),
@@ -76,6 +79,8 @@ class Bus:
     def stop(self) -> None:
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self.forwarder is not None:
+            self.forwarder.close()
         if self.writer is not None:
             self.writer.close()
         if self.engine is not None:

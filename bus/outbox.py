@@ -21,6 +21,7 @@ import json
 import logging
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -119,11 +120,13 @@ class Forwarder:
     """Delivers due outbox rows (``drain``, run by each bus process's scheduler). Several
     processes and nodes share one outbox safely: a row is claimed before it is sent."""
 
-    def __init__(self, bus, policy: RedeliveryPolicy, interval: float = 0.5, batch: int = 10):
+    def __init__(self, bus, policy: RedeliveryPolicy, interval: float = 0.5, concurrency: int = 8):
         self.bus = bus
         self.policy = policy
         self.interval = interval
-        self.batch = batch
+        self.concurrency = max(1, concurrency)
+        self.batch = 2 * self.concurrency
+        self._pool: ThreadPoolExecutor | None = None
         # a claimed row is this process's for its delivery (a timeout, twice, and a margin)
         longest = max((p.timeout for p in bus.router.peers.values()), default=10.0)
         self.lease = timedelta(seconds=2 * longest + 5)
@@ -143,11 +146,22 @@ class Forwarder:
             return total
 
     def run_once(self) -> int:
-        """One pass over the due rows; returns how many were attempted."""
+        """One pass over the due rows; returns how many were attempted. The rows of one pass
+        belong to different users (only the oldest pending row of an order_key is due), so
+        they are sent side by side, ``concurrency`` at a time."""
         rows = self.bus.outbox.claim_due(self.batch, self.lease)
-        for row in rows:
-            self.deliver(row)
+        if len(rows) > 1 and self.concurrency > 1:
+            if self._pool is None:   # made in the process that delivers (gunicorn forks first)
+                self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="forwarder")
+            list(self._pool.map(self.deliver, rows))
+        else:
+            for row in rows:
+                self.deliver(row)
         return len(rows)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     def deliver(self, row: dict) -> bool:
         data = json.loads(row["message"])

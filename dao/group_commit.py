@@ -137,3 +137,24 @@ class GroupCommit:
                 log.error("a deferred write failed: %s: %s", type(error).__name__, error)
         if unit.done is not None:
             unit.done.set()
+
+
+class DirectCommit:
+    """The same interface without sharing: each unit in a transaction of its own, committed in
+    the calling thread (``database.group_commit: false``; the benchmark's baseline)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def run(self, work: Work) -> Any:
+        with self.engine.begin() as conn:
+            return work(conn)
+
+    def submit(self, work: Work) -> None:
+        try:
+            self.run(work)
+        except Exception as exc:
+            log.error("a deferred write failed: %s: %s", type(exc).__name__, exc)
+
+    def close(self) -> None:
+        pass
