@@ -287,7 +287,8 @@ def format_hop(row: dict, indent: str = "") -> str:
         who = f"{row.get('source') or '?'} -> BUS"
     else:
         who = f"BUS => {row.get('target') or '?'}"
-    result = row.get("fault_code") or row.get("rsp_code") or row["status"]
+    result = row.get("fault_code") or (row["status"] if row["status"] in ("accepted", "duplicate") else None) \
+        or row.get("rsp_code") or row["status"]
     ms = f"{row['elapsed_ms']:.0f} ms" if row.get("elapsed_ms") is not None else ""
     op = f"{row.get('service')}.{row.get('operation')}"
     line = f"{indent}{when} {who:<20} {op:<30} {result:<8} {ms:>7}  TRANS_IDO={row.get('trans_ido')}"
