@@ -1,7 +1,8 @@
 """Crash and outage proof of store and forward: nothing accepted is lost, nothing is applied twice.
 
 Starts the sandbox peers and the bus (gunicorn, 2 workers) in their own process groups, with
-a config that makes ``three-account-from-province`` store-and-forward, then:
+the routes of config/bus.yaml (``three-account-from-province`` is store-and-forward there, and
+the run insists on it), then:
 
 * **crash run**: a load thread sends one-way ``AccountSync.SyncThreeAccount`` messages
   (caller PCRM, the GSM users of a few provinces: the billing is the only recipient) at a

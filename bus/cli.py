@@ -170,7 +170,8 @@ def effective_routes(settings: Settings, phases: dict[str, int]) -> dict:
     for r in routes:
         out["routes"].append({"name": r.name, "service": r.service,
                               "operations": sorted(r.operations) or "all",
-                              "caller": r.caller or "any", "target": r.describe_target()})
+                              "caller": r.caller or "any", "target": r.describe_target(),
+                              "delivery": r.delivery})
     configured = settings.phases
     for code, phase in sorted(phases.items()):
         targets = {}
@@ -205,18 +206,22 @@ def routes_markdown(settings: Settings) -> str:
     lines = ["# Routes", "",
              "Generated from config/bus.yaml by `bssbus routes --markdown`; a test keeps it current.",
              "Phase 2: the province's own systems; phase 3: HQ systems. `<prov>` is the province the",
-             "message is routed to (its ROUTE_VALUE, or the home province of its phone number).", "",
-             "| service | operation | caller (ORIG_DOMAIN) | phase 2 target | phase 3 target | route |",
-             "|---|---|---|---|---|---|"]
+             "message is routed to (its ROUTE_VALUE, or the home province of its phone number).",
+             "Delivery `sync`: the bus calls the target while the caller waits and returns its answer.",
+             "Delivery `store-and-forward`: the bus stores the message and answers at once: RSP_CODE 0000,",
+             "RSP_DESC \"Accepted: the bus delivers it to <peers>.\", MSG_SENDER BUS and no UNI_BSS_BODY;",
+             "its Forwarder then delivers it to each target with retries (one user's messages in order).", "",
+             "| service | operation | caller (ORIG_DOMAIN) | phase 2 target | phase 3 target | delivery | route |",
+             "|---|---|---|---|---|---|---|"]
     for service, contract in CONTRACTS.items():
         for operation in contract.operations:
             matching = [r for r in routes if r.service == service
                         and (not r.operations or operation in r.operations)]
             if not matching:
-                lines.append(f"| {service} | {operation} | - | no route | no route | - |")
+                lines.append(f"| {service} | {operation} | - | no route | no route | - | - |")
             for r in matching:
                 lines.append(f"| {service} | {operation} | {r.caller or 'any'} | {targets(r, 2)} | "
-                             f"{targets(r, 3)} | {r.name} |")
+                             f"{targets(r, 3)} | {r.delivery} | {r.name} |")
     return "\n".join(lines) + "\n"
 
 
@@ -241,7 +246,8 @@ def cmd_routes(args) -> int:
     print("Routes (first match wins):")
     for r in data["routes"]:
         ops = r["operations"] if isinstance(r["operations"], str) else ",".join(r["operations"])
-        print(f"  {r['name']:<28} {r['service'] + '.' + ops:<44} caller={r['caller']:<6} -> {r['target']}")
+        saf = " (store and forward)" if r["delivery"] != "sync" else ""
+        print(f"  {r['name']:<28} {r['service'] + '.' + ops:<44} caller={r['caller']:<6} -> {r['target']}{saf}")
     by_phase = [r["name"] for r in data["routes"] if "phase" in r["target"]]
     print("\nProvinces (phase 2: province systems, phase 3: HQ systems), and where the routes that "
           "follow the phase send their traffic:")
@@ -281,7 +287,8 @@ def format_hop(row: dict, indent: str = "") -> str:
         who = f"{row.get('source') or '?'} -> BUS"
     else:
         who = f"BUS => {row.get('target') or '?'}"
-    result = row.get("fault_code") or row.get("rsp_code") or row["status"]
+    result = row.get("fault_code") or (row["status"] if row["status"] in ("accepted", "duplicate") else None) \
+        or row.get("rsp_code") or row["status"]
     ms = f"{row['elapsed_ms']:.0f} ms" if row.get("elapsed_ms") is not None else ""
     op = f"{row.get('service')}.{row.get('operation')}"
     line = f"{indent}{when} {who:<20} {op:<30} {result:<8} {ms:>7}  TRANS_IDO={row.get('trans_ido')}"

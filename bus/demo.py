@@ -2,18 +2,21 @@
 
 Each step is a real SOAP call through the bus (zeep client, real HTTP); after it, the hops
 the journal recorded for that step are printed: who called, where the bus sent it, the
-result and the time. It walks the closed loop (pre-sale query, order, provisioning,
-completion, card activation, top-up, payment, reversal, bill query, three-account sync, VAC)
-for a phase-2, a phase-3 and a legacy province, and ends with a summary a person can check
-in ten seconds.
+result and the time. A one-way message (a store-and-forward route) is answered "accepted" by
+the bus itself; the demo then waits until its Forwarder delivered it to every recipient named
+in that answer (and whatever those deliveries set off), so the hops show each peer's answer.
+It walks the closed loop (pre-sale query, order, provisioning, completion, card activation,
+top-up, payment, reversal, bill query, three-account sync, VAC) for a phase-2, a phase-3 and a
+legacy province, and ends with a summary a person can check in ten seconds.
 """
 from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bus.cli import format_hop, open_phase_store
 from config.settings import Settings
@@ -48,6 +51,7 @@ class Step:
     result: CallResult
     hops: list
     ok: bool = False
+    delivered_to: list = field(default_factory=list)   # peers the Forwarder delivered a one-way message to
 
 
 @dataclass
@@ -61,6 +65,7 @@ class Flow:
     args: dict
     until: object = None
     trace: str | None = None
+    delivered_code: str = "0000"   # what the peer answers the Forwarder for a one-way message
 
 
 def province_flows(province: str):
@@ -93,9 +98,12 @@ def province_flows(province: str):
     yield Flow("completion: the province reports, HQ CRM tells e-sales", "OrderSync", "QueryOrderStatus",
                request("OrderSync", "QueryOrderStatus", "ESALE", by_number, {"ORDER_ID": order_id}, pid()),
                until=lambda r: (r.body or {}).get("ORDER_STATE") == "30", trace=order_pid)
-    yield Flow("card activation", "CardActivation", "ActivateCards",
+    yield Flow("card activation (one-way: accepted, then delivered)", "CardActivation", "ActivateCards",
                request("CardActivation", "ActivateCards", "UCRM", by_province,
                        {"PROVINCE_CODE": province, "CARDS": {"CARD_NO": [new_card]}}, pid()))
+    yield Flow("card status: the card is active", "CardActivation", "QueryCardStatus",
+               request("CardActivation", "QueryCardStatus", "UCRM", by_province, {"CARD_NO": new_card}, pid()),
+               until=lambda r: (r.body or {}).get("CARD_STATE") == "1")
     yield Flow("top-up with an active card", "TopUp", "TopUp",
                request("TopUp", "TopUp", "TOPUP", by_number,
                        {"TOPUP_SERIAL": f"TU{serial}", "CARD_NO": active_card, "SERIAL_NUMBER": number}, pid()))
@@ -118,14 +126,16 @@ def province_flows(province: str):
     sync = request("AccountSync", "SyncThreeAccount", "PCRM", by_number, {"SYNC_SEQ": int(time.time())}, pid())
     sync["UNI_BSS_BODY"]["USER"].update(SERIAL_NUMBER=number, PROVINCE_CODE=province, NET_TYPE_CODE="50",
                                         USER_ID=f"U{number}")
-    yield Flow("three-account sync of a 3G user: billing and HQ CRM", "AccountSync", "SyncThreeAccount", sync)
-    yield Flow("VAC change of a 3G user: province CRM syncs it to HQ", "ReverseSync", "SyncVacChange",
+    yield Flow("three-account sync of a 3G user: billing and HQ CRM (one-way)", "AccountSync", "SyncThreeAccount",
+               sync)
+    yield Flow("VAC change of a 3G user: province CRM syncs it to HQ (one-way)", "ReverseSync", "SyncVacChange",
                request("ReverseSync", "SyncVacChange", "VAC", by_province,
                        {"SERIAL_NUMBER": number, "PROVINCE_CODE": province}, pid()))
     if gsm is not None:
-        yield Flow("VAC change of a GSM user: stays in the province (2101)", "ReverseSync", "SyncVacChange",
-                   request("ReverseSync", "SyncVacChange", "VAC", by_province,
-                           {"SERIAL_NUMBER": gsm.msisdn, "PROVINCE_CODE": province}, pid()))
+        yield Flow("VAC change of a GSM user: stays in the province (CRM answers 2101)", "ReverseSync",
+                   "SyncVacChange", request("ReverseSync", "SyncVacChange", "VAC", by_province,
+                                            {"SERIAL_NUMBER": gsm.msisdn, "PROVINCE_CODE": province}, pid()),
+                   delivered_code="2101")
 
 
 def pick_provinces(settings: Settings, phases: dict[str, int]) -> list[tuple[str, int, str]]:
@@ -144,14 +154,41 @@ def pick_provinces(settings: Settings, phases: dict[str, int]) -> list[tuple[str
     return out
 
 
-EXPECTED = {"2101"}   # result codes that are the right answer (a GSM user's VAC change)
+ACCEPTED = re.compile(r"Accepted: the bus delivers it to (.+)\.")
+RSP_DESC = re.compile(rb"RSP_DESC>([^<]*)<")
 
 
-def ok(flow: Flow, result: CallResult) -> bool:
+def recipients(hop: dict) -> list[str]:
+    """The peers an 'accepted' inbound hop named in its answer (the bus's RSP_DESC)."""
+    found = RSP_DESC.search(hop.get("response") or b"")
+    match = ACCEPTED.match(found.group(1).decode("utf-8", "replace")) if found else None
+    return match.group(1).split(", ") if match else [hop.get("target") or "?"]
+
+
+def settled(hops: list[dict]) -> bool:
+    """Every one-way message of the trace (an inbound hop 'accepted') reached each of its recipients."""
+    done = {(h["msg_id"], h["target"]) for h in hops if h["direction"] == "out" and h["status"] == "ok"}
+    return all((h["msg_id"], peer) in done for h in hops if h["direction"] == "in" and h["status"] == "accepted"
+               for peer in recipients(h))
+
+
+def delivered_to(hops: list[dict]) -> list[tuple[str, str]]:
+    """(peer, RSP_CODE) of each delivery by the Forwarder of a one-way message of the trace."""
+    accepted = {h["msg_id"] for h in hops if h["direction"] == "in" and h["status"] == "accepted"}
+    return [(h["target"], h["rsp_code"]) for h in hops
+            if h["msg_id"] in accepted and h["direction"] == "out" and h["status"] == "ok"]
+
+
+def ok(flow: Flow, result: CallResult, hops: list[dict]) -> bool:
+    """Answered with 0000 (and ``until``), every one-way message of the trace delivered, each
+    delivery answered 0000 (or the flow's expected code for its own message)."""
     if flow.until is not None and not flow.until(result):
         return False
-    return result.fault_code is None and (result.rsp_code == "0000" or (
-        result.rsp_code in EXPECTED and "GSM" in flow.title))
+    if result.fault_code is not None or result.rsp_code != "0000" or not settled(hops):
+        return False
+    own = {h["msg_id"] for h in hops if h["trans_ido"] == flow.args["UNI_BSS_HEAD"]["TRANS_IDO"]}
+    return all(h["rsp_code"] == (flow.delivered_code if h["msg_id"] in own else "0000")
+               for h in hops if h["direction"] == "out" and h["status"] == "ok")
 
 
 def run_flows(client: BusClient, journal, settings: Settings, phases: dict[str, int], out=print) -> list[Step]:
@@ -168,7 +205,12 @@ def run_flows(client: BusClient, journal, settings: Settings, phases: dict[str, 
                 # a new question each time: the same TRANS_IDO would get the first answer again
                 head = flow.args["UNI_BSS_HEAD"]
                 head["TRANS_IDO"] = f"{head['ORIG_DOMAIN']}{uuid.uuid4().hex[:20]}"
-            hops = journal.hops(flow.trace or flow.args["UNI_BSS_HEAD"]["PROC_ID"])
+            trace = flow.trace or flow.args["UNI_BSS_HEAD"]["PROC_ID"]
+            hops = journal.hops(trace)
+            deadline = time.monotonic() + 10
+            while not settled(hops) and time.monotonic() < deadline:   # one-way: wait for the Forwarder
+                time.sleep(0.2)
+                hops = journal.hops(trace)
             if result.fault_code:
                 status = f"FAULT {result.fault_code}: {result.fault_string}"
             else:
@@ -177,7 +219,8 @@ def run_flows(client: BusClient, journal, settings: Settings, phases: dict[str, 
             out(f"  {flow.title}: {status}")
             for row in hops:
                 out(format_hop(row, indent="      "))
-            steps.append(Step(province, phase, flow.title, result, hops, ok(flow, result)))
+            steps.append(Step(province, phase, flow.title, result, hops, ok(flow, result, hops),
+                              delivered_to(hops)))
     return steps
 
 
@@ -188,9 +231,10 @@ def summary(steps: list[Step], out=print) -> bool:
         mine = [s for s in steps if s.province == province]
         ok = sum(1 for s in mine if s.ok)
         senders = sorted({s.result.sender for s in mine if s.result.sender})
+        reached = sorted({peer for s in mine for peer, _ in s.delivered_to})
         ok_all &= ok == len(mine)
         out(f"  province {province} (phase {mine[0].phase}): {ok}/{len(mine)} flows succeeded; "
-            f"answered by {', '.join(senders)}")
+            f"answered by {', '.join(senders)}; one-way messages delivered to {', '.join(reached) or 'none'}")
     out(f"  {'every flow succeeded' if ok_all else 'SOME FLOWS FAILED: see above'}")
     return ok_all
 
@@ -213,6 +257,8 @@ def run_demo(settings: Settings, url: str | None = None, as_json: bool = False) 
     if as_json:
         print(json.dumps([{"province": s.province, "phase": s.phase, "flow": s.title, "ok": s.ok,
                            "rsp_code": s.result.rsp_code, "fault": s.result.fault_code,
-                           "answered_by": s.result.sender, "hops": len(s.hops)} for s in steps],
+                           "answered_by": s.result.sender, "hops": len(s.hops),
+                           "delivered_to": [{"peer": peer, "rsp_code": code} for peer, code in s.delivered_to]}
+                          for s in steps],
                          ensure_ascii=False, indent=2))
     return 0 if ok else 1

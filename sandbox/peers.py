@@ -352,7 +352,12 @@ class Peers:
 
     def _hq_crm_order(self, sender, head, body):
         """HQ CRM takes the order, sends it on to the province CRM through the bus, then sends
-        the province CRM the provisioning work order (the province reports back when done)."""
+        the province CRM the provisioning work order. Both are one-way: the bus accepts them
+        (stores them; MSG_SENDER BUS, no body) and delivers them later, in the order it accepted
+        them (their order key is the user's number), so the province has the order before its
+        work order. HQ CRM therefore answers "sent to province" (10) without the province's
+        order id; it learns that id when the province reports the work order
+        (:meth:`crm_ReportWorkOrderResult` asks the province)."""
         self._save_order(sender, body, "00", "received")
         if not self.bus_url:
             return "0000", "received (no bus configured to reach the province)", {
@@ -361,20 +366,17 @@ class Peers:
         result, why = self.via_bus(head, "UCRM", province, "OrderSync", "SyncOrder", body)
         if not result.ok:
             self._save_order(sender, body, "00", f"province not reached yet: {why}"[:200])
-            return "0000", f"received; province not reached yet: {why}", {
+            return "0000", f"received; province not reached yet: {why}"[:200], {
                 "ORDER_ID": body["ORDER_ID"], "ORDER_STATE": "00"}
-        province_order_id = result.body.get("PROVINCE_ORDER_ID")
-        self._save_order(sender, body, "10", f"sent to {result.sender}", province_order_id)
         work = {"TRADE_ID": f"WO{body['ORDER_ID'][-20:]}", "ORDER_ID": body["ORDER_ID"],
                 "USER_ID": f"U{body['SERIAL_NUMBER']}", "SERIAL_NUMBER": body["SERIAL_NUMBER"],
                 "PROVINCE_CODE": body["PROVINCE_CODE"], "PRODUCT_ID": body["PRODUCT_ID"],
                 "COMMANDS": {"COMMAND": [{"CMD_CODE": "OPEN_ACCOUNT"}, {"CMD_CODE": "OPEN_3G_DATA"}]}}
-        submitted, why = self.via_bus(head, "UCRM", province, "Provisioning", "SubmitWorkOrder", work)
-        state, desc = ("20", f"work order {work['TRADE_ID']} at {submitted.sender}") if submitted.ok \
-            else ("10", f"sent to {result.sender}; work order not submitted yet: {why}")
-        self._save_order(sender, body, state, desc[:200])
-        return "0000", desc[:200], {"ORDER_ID": body["ORDER_ID"], "PROVINCE_ORDER_ID": province_order_id,
-                                    "ORDER_STATE": state}
+        submitted, more = self.via_bus(head, "UCRM", province, "Provisioning", "SubmitWorkOrder", work)
+        desc = (f"sent to the province with work order {work['TRADE_ID']}: {more}" if submitted.ok
+                else f"sent to the province ({why}); work order not submitted yet: {more}")
+        self._save_order(sender, body, "10", desc[:200])
+        return "0000", desc[:200], {"ORDER_ID": body["ORDER_ID"], "ORDER_STATE": "10"}
 
     def crm_SubmitWorkOrder(self, sender, head, body):
         """A province CRM takes a work order, 'activates the network' and reports back to HQ
@@ -413,18 +415,24 @@ class Peers:
             log.exception("%s could not report work order %s", sender, body["TRADE_ID"])
 
     def crm_ReportWorkOrderResult(self, sender, head, body):
-        """HQ CRM learns the work order's outcome, updates the order and tells e-sales."""
+        """HQ CRM learns the work order's outcome, updates the order and tells e-sales. An order
+        HQ CRM sent to the province whose province order id it does not know yet (the order went
+        one-way, so no answer carried it) is asked of the province first, synchronously through
+        the bus (QueryOrderStatus), so that the notice carries PROVINCE_ORDER_ID."""
         state, desc = {"3": ("30", "completed"), "2": ("40", "provisioning failed")}.get(
             body["WORK_STATE"], ("20", "provisioning"))
         desc = body.get("RESULT_DESC") or desc
-        self._save_order(sender, body, state, desc)
+        with self.engine.connect() as conn:
+            order = self._order(conn, sender, body["ORDER_ID"])
+        province_order_id = order["province_order_id"] if order is not None else None
+        if order is not None and not province_order_id and self.bus_url:
+            province_order_id = self._province_order_id(head, body)
+        self._save_order(sender, body, state, desc, province_order_id)
         if self.bus_url and state in ("30", "40"):
             notice = {"ORDER_ID": body["ORDER_ID"], "ORDER_STATE": state, "STATE_DESC": desc,
                       "UPDATE_TIME": now14()}
-            with self.engine.connect() as conn:
-                order = self._order(conn, sender, body["ORDER_ID"])
-            if order is not None and order["province_order_id"]:
-                notice["PROVINCE_ORDER_ID"] = order["province_order_id"]
+            if province_order_id:
+                notice["PROVINCE_ORDER_ID"] = province_order_id
             result, why = self.via_bus(head, "UCRM", ("00", body["PROVINCE_CODE"]), "OrderSync",
                                        "NotifyOrderStatus", notice)
             if not result.ok:
@@ -432,11 +440,21 @@ class Peers:
         return "0000", "order updated", {"TRADE_ID": body["TRADE_ID"], "ORDER_ID": body["ORDER_ID"],
                                          "ORDER_STATE": state}
 
+    def _province_order_id(self, head, body) -> str | None:
+        """HQ CRM asks the province CRM for its id of an order (QueryOrderStatus through the bus)."""
+        result, why = self.via_bus(head, "UCRM", ("00", body["PROVINCE_CODE"]), "OrderSync", "QueryOrderStatus",
+                                   {"ORDER_ID": body["ORDER_ID"]})
+        if not result.ok:
+            log.warning("HQ CRM could not ask the province about order %s: %s", body["ORDER_ID"], why)
+            return None
+        return (result.body or {}).get("PROVINCE_ORDER_ID")
+
     def esales_NotifyOrderStatus(self, sender, head, body):
         with self.engine.begin() as conn:
             conn.execute(insert(store.notifications).values(
                 peer=sender, order_id=body["ORDER_ID"], order_state=body["ORDER_STATE"],
-                state_desc=body.get("STATE_DESC"), trans_ido=head.get("TRANS_IDO")))
+                province_order_id=body.get("PROVINCE_ORDER_ID"), state_desc=body.get("STATE_DESC"),
+                trans_ido=head.get("TRANS_IDO")))
         return "0000", "notice received", {"ORDER_ID": body["ORDER_ID"]}
 
     # -- HQ CRM's billing look-ups go through the bus; a province CRM answers from its Billing --
@@ -470,7 +488,9 @@ class Peers:
 
     def crm_SyncVacChange(self, sender, head, body):
         """A province CRM decides whether the VAC change concerns a 3G user; if so it syncs the
-        user to HQ through the bus (three-account sync), else it says so with 2101."""
+        user to HQ through the bus (three-account sync), else it says so with 2101. The sync is
+        one-way: the bus accepts it and delivers it later to the billing and HQ CRM, so the
+        CRM says "queued for HQ" (SYNCED 1: passed on), not that HQ has it."""
         msisdn, seq = body["SERIAL_NUMBER"], body["VAC_SEQ"]
         with self.engine.connect() as conn:
             acct = self._account(conn, f"BILLING-{sender[-2:]}", msisdn)
@@ -485,8 +505,13 @@ class Peers:
                     "EPARCHY_CODE": "0000", "UPDATE_TIME": now14()}
             result, why = self.via_bus(head, "PCRM", ("01", msisdn), "AccountSync", "SyncThreeAccount",
                                        {"SYNC_SEQ": int(time.time() * 1000), "USER": user})
-            synced = result.fault_code is None and result.rsp_code == "0000"
-            code, desc = ("0000", "synced to HQ") if synced else ("8888", f"sync to HQ failed: {why}"[:200])
+            synced = result.ok
+            if not synced:
+                code, desc = "8888", f"sync to HQ failed: {why}"[:200]
+            elif result.sender == "BUS":   # accepted: stored by the bus, delivered by its Forwarder
+                code, desc = "0000", f"queued for HQ: {why}"[:200]
+            else:
+                code, desc = "0000", f"synced to HQ: {why}"[:200]
         with self.engine.begin() as conn:
             conn.execute(insert(store.vac_changes).values(peer=sender, vac_seq=str(seq), msisdn=msisdn,
                                                           is_3g=int(is_3g), synced=int(synced)))

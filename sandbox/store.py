@@ -123,6 +123,7 @@ notifications = Table(
     Column("peer", String(20), nullable=False),
     Column("order_id", String(40), nullable=False, index=True),
     Column("order_state", String(2), nullable=False),
+    Column("province_order_id", String(40)),
     Column("state_desc", String(200)),
     Column("trans_ido", String(32)),
 )
@@ -167,7 +168,7 @@ USERS_PER_PROVINCE = 12
 CARDS_PER_PROVINCE = 40
 
 
-SCHEMA_VERSION = "3"   # a sandbox database of another version is rebuilt and reseeded
+SCHEMA_VERSION = "4"   # a sandbox database of another version is rebuilt and reseeded
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,17 @@ def test_demo_runs_every_flow_in_both_phases(tmp_path):
     assert all(f["hops"] >= 2 for f in flows)
     titles = {f["flow"] for f in flows}
     assert any("completion" in t for t in titles) and any("top-up" in t for t in titles)
+    # one-way flows: the bus answers 'accepted', and the demo shows each delivery and its answer
+    by_title = {(f["province"], f["flow"].split(" (")[0].split(":")[0]): f for f in flows}
+    cards = by_title["11", "card activation"]
+    assert cards["answered_by"] == "BUS" and cards["delivered_to"] == [{"peer": "TOPUP", "rsp_code": "0000"}]
+    sync = by_title["51", "three-account sync of a 3G user"]
+    assert sync["answered_by"] == "BUS" and sync["delivered_to"] == [
+        {"peer": "BILLING-51", "rsp_code": "0000"}, {"peer": "HQ-CRM", "rsp_code": "0000"}]
+    gsm = by_title["34", "VAC change of a GSM user"]
+    assert (gsm["answered_by"], gsm["delivered_to"]) == ("BUS", [{"peer": "CRM-34", "rsp_code": "2101"}])
+    vac = by_title["11", "VAC change of a 3G user"]
+    assert {d["peer"] for d in vac["delivered_to"]} == {"CRM-11", "HQ-BILLING", "HQ-CRM"}
 
 
 @pytest.fixture(scope="module")

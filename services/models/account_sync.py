@@ -2,8 +2,10 @@
 
 Three-account sync (三户同步): customer, user, account, pay relation and subscription
 instances of one user, ordered by ``SYNC_SEQ`` per user (an older update is ignored,
-``APPLIED`` 1). When the bus delivers one change to several recipients it lists their
-answers in ``RECIPIENTS``. Class names are the XSD complexType names; fields are in XSD order.
+``APPLIED`` 1). The sync is one-way: the bus answers it 'accepted' (``MSG_SENDER`` BUS), a
+Result with no ``UNI_BSS_BODY``. Only a route configured synchronous with several recipients
+answers with a body that lists their answers in ``RECIPIENTS``. Class names are the XSD
+complexType names; fields are in XSD order.
 """
 
 from spyne.model.complex import ComplexModel

@@ -2,7 +2,9 @@
 
 Card activation (卡激活) and card status query. ``ActivateCardsReq`` carries exactly one
 of ``CARDS`` and ``CARD_RANGE`` (documented, not an xs:choice: spyne cannot model one);
-the bus enforces it. Class names are the XSD complexType names; fields in XSD order.
+the bus enforces it. ActivateCards is one-way: the bus answers it 'accepted' (``MSG_SENDER``
+BUS), a Result with no ``UNI_BSS_BODY``; QueryCardStatus answers. Class names are the XSD
+complexType names; fields in XSD order.
 """
 
 from spyne.model.complex import ComplexModel

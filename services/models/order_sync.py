@@ -2,8 +2,9 @@
 
 Order sync (订单同步), order status query, and the order status notification HQ CRM sends
 back to e-sales. ``ORDER_STATE`` is the shared ``bss:OrderStateType`` (also used by
-Provisioning), re-exported here. Class names are the XSD complexType names; fields are in
-XSD order.
+Provisioning), re-exported here. HQ CRM's SyncOrder to a province and NotifyOrderStatus are
+one-way: the bus answers them 'accepted' (``MSG_SENDER`` BUS), a Result with no
+``UNI_BSS_BODY``. Class names are the XSD complexType names; fields are in XSD order.
 """
 
 from spyne.model.complex import ComplexModel

@@ -2,8 +2,9 @@
 
 Service provisioning (服务开通): HQ CRM submits a work order (工单) of network commands to
 the province CRM, which reports the outcome back. ``ORDER_STATE`` is the shared
-``bss:OrderStateType`` of OrderSync. Class names are the XSD complexType names; fields are
-in XSD order.
+``bss:OrderStateType`` of OrderSync. Both operations are one-way: the bus answers them
+'accepted' (``MSG_SENDER`` BUS), a Result with no ``UNI_BSS_BODY``. Class names are the XSD
+complexType names; fields are in XSD order.
 """
 
 from spyne.model.complex import ComplexModel

@@ -1,8 +1,10 @@
 """spyne models of ``wsdl/ReverseSync/ReverseSync.xsd`` (province VAC -> province CRM).
 
 Reverse interface (反向接口): a province VAC reports a value-added service subscription
-change; the province CRM says whether the user is a 3G user and whether it synced the change
-on to HQ CRM. Class names are the XSD complexType names; fields are in XSD order.
+change; the province CRM says whether the user is a 3G user and whether it passed the change
+on to HQ CRM. The change is one-way: the bus answers the VAC 'accepted' (``MSG_SENDER`` BUS), a
+Result with no ``UNI_BSS_BODY``. Class names are the XSD complexType names; fields are in XSD
+order.
 """
 
 from spyne.model.complex import ComplexModel
@@ -27,7 +29,7 @@ VAC_ACTIONS = {"01": "subscribe", "02": "unsubscribe", "03": "change"}
 #: IS_3G values (Is3GType).
 IS_3G_VALUES = {"0": "not a 3G user", "1": "a 3G user"}
 #: SYNCED values (SyncedType).
-SYNCED_VALUES = {"0": "not synced", "1": "synced"}
+SYNCED_VALUES = {"0": "not passed on", "1": "passed on to HQ"}
 
 VacActionType = Unicode(type_name="VacActionType", __namespace__=NS, values=list(VAC_ACTIONS))
 Is3GType = Unicode(type_name="Is3GType", __namespace__=NS, values=list(IS_3G_VALUES))

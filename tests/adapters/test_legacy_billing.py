@@ -25,7 +25,7 @@ from sandbox.legacy import legacy_schema
 from sandbox.store import seed_users
 from services.client import BusClient
 from services.inbound import SOAP11_ENV
-from tests.e2e.conftest import example, make_args
+from tests.e2e.conftest import assert_accepted, delivered, example, make_args, peer_answer
 
 LEGACY, CANONICAL = "34", "51"
 OVERRIDE = """\
@@ -414,16 +414,38 @@ class Flow:
         sync_user = lambda seq: dict(SYNC_SEQ=seq, USER=dict(  # noqa: E731
             make_args("AccountSync", "SyncThreeAccount")["UNI_BSS_BODY"]["USER"], USER_ID=user_id,
             SERIAL_NUMBER=u.msisdn, PROVINCE_CODE=self.province, NET_TYPE_CODE="10"))   # GSM: billing only
-        out["sync"] = self.call("AccountSync", "SyncThreeAccount", **sync_user(7))
-        out["sync_older"] = self.call("AccountSync", "SyncThreeAccount", **sync_user(6))
+        # one-way: accepted by the bus, then delivered in order (the newer change first)
+        out["sync"], out["sync_older"] = (self.sync(**sync_user(seq)) for seq in (7, 6))
         out["before"] = before
         return out
 
+    def sync(self, **body):
+        """Send a three-account change; return (args, the bus's accepted answer)."""
+        args = make_args("AccountSync", "SyncThreeAccount", caller="PCRM", route=self.route, **body)
+        result = self.client.call("AccountSync", "SyncThreeAccount", args)
+        assert_accepted(result, f"BILLING-{self.province}")
+        return args, result
+
+    def delivered_answer(self, bus, sent) -> tuple[dict, dict, dict]:
+        """(outbound hop, canonical head, canonical body) of what the billing answered the Forwarder:
+        a legacy answer is read back through the adapter, as the bus reads it."""
+        args, _ = sent
+        billing = f"BILLING-{self.province}"
+        hop = delivered(bus, args["UNI_BSS_HEAD"]["TRANS_IDO"], billing)[billing]
+        if self.province != LEGACY:
+            answer = peer_answer(hop)
+            return hop, answer["UNI_BSS_HEAD"], answer["UNI_BSS_BODY"]
+        msg = Message("AccountSync", "SyncThreeAccount", args["UNI_BSS_HEAD"], args["UNI_BSS_BODY"])
+        head, body = LegacyBillingAdapter(PEER).reply_from_xml(msg, decision("AccountSync"), hop["response"],
+                                                                "text/xml; charset=GBK")
+        return hop, head, {k: str(v) for k, v in body.items()}
+
 
 def test_same_canonical_answers_as_a_canonical_province_except_the_sender(legacy_bus, bus_client):
-    legacy = Flow(bus_client, LEGACY, pick(LEGACY)).run()
-    canonical = Flow(bus_client, CANONICAL, pick(CANONICAL)).run()
+    legacy_flow, canonical_flow = Flow(bus_client, LEGACY, pick(LEGACY)), Flow(bus_client, CANONICAL, pick(CANONICAL))
+    legacy, canonical = legacy_flow.run(), canonical_flow.run()
     results = [k for k, v in legacy.items() if hasattr(v, "head") and v.fault_code is None]
+    assert "sync" not in results and "sync_older" not in results   # accepted by the bus: compared below
     assert legacy["pay_conflict"].fault_code == canonical["pay_conflict"].fault_code == "Client.DuplicateKey"
     for key in results:
         ours, theirs = legacy[key], canonical[key]
@@ -451,8 +473,24 @@ def test_same_canonical_answers_as_a_canonical_province_except_the_sender(legacy
         assert out["reverse_unknown"].rsp_code == "1545"
         assert out["after_reverse"] == before + 1
         assert out["balance_query"].body["BALANCE"] == before + 1
-        assert out["sync"].body["APPLIED"] == "0" and out["sync_older"].body["APPLIED"] == "1"
-        assert out["sync_older"].rsp_code == "0000"
+
+    # the three-account changes: the same 'accepted' answer, then the same canonical answer from
+    # each billing (APPLIED 0 for the newer change, 1 for the older one delivered after it)
+    answers = {}
+    for flow, out in ((legacy_flow, legacy), (canonical_flow, canonical)):
+        for key in ("sync", "sync_older"):
+            assert structure(out[key][1].head) == structure(canonical[key][1].head), key
+            answers[flow.province, key] = flow.delivered_answer(legacy_bus, out[key])
+    for key, applied in (("sync", "0"), ("sync_older", "1")):
+        (hop, head, body), (hop51, head51, body51) = answers[LEGACY, key], answers[CANONICAL, key]
+        assert (hop["target"], hop51["target"]) == ("BILLING-34", "BILLING-51"), key
+        assert hop["rsp_code"] == hop51["rsp_code"] == head["RESPONSE"]["RSP_CODE"] == "0000", key
+        assert head["RESPONSE"]["RSP_TYPE"] == head51["RESPONSE"]["RSP_TYPE"], key
+        assert (head["MSG_SENDER"], head51["MSG_SENDER"]) == ("BILLING-34", "BILLING-51"), key
+        assert body["APPLIED"] == body51["APPLIED"] == applied, (key, body, body51)
+        assert body["SYNC_SEQ"] == body51["SYNC_SEQ"] == ("7" if key == "sync" else "6"), key
+        assert set(body) == set(body51), key
+    assert hop["response"].startswith(b"<?xml version='1.0' encoding='GBK'?>"), "the legacy billing's own answer"
 
 
 def test_the_arrears_of_a_legacy_user_are_exact(legacy_bus, bus_client):

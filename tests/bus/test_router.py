@@ -54,6 +54,27 @@ def test_caller_selects_the_route(router):
         router.resolve(message("OrderSync", "SyncOrder", "BANK", "00", "51"))
 
 
+@pytest.mark.parametrize("service, operation, caller, route, delivery", [
+    ("OrderSync", "SyncOrder", "ESALE", "order-from-esales", "sync"),          # HQ CRM answers e-sales
+    ("OrderSync", "SyncOrder", "UCRM", "order-to-province", "store-and-forward"),
+    ("OrderSync", "QueryOrderStatus", "UCRM", "order-query-to-province", "sync"),   # a query answers
+    ("OrderSync", "NotifyOrderStatus", "UCRM", "order-status-to-esales", "store-and-forward"),
+    ("Provisioning", "SubmitWorkOrder", "UCRM", "work-order", "store-and-forward"),
+    ("Provisioning", "ReportWorkOrderResult", "PCRM", "work-order-result", "store-and-forward"),
+    ("CardActivation", "ActivateCards", "UCRM", "card-activation", "store-and-forward"),
+    ("CardActivation", "QueryCardStatus", "UCRM", "card-status-query", "sync"),
+    ("AccountSync", "SyncThreeAccount", "PCRM", "three-account-from-province", "store-and-forward"),
+    ("AccountSync", "SyncThreeAccount", "UCRM", "three-account-from-hq-crm", "store-and-forward"),
+    ("AccountSync", "SyncThreeAccount", "UBIL", "three-account-sync", "store-and-forward"),
+    ("ReverseSync", "SyncVacChange", "VAC", "vac-to-province", "store-and-forward"),
+    ("BillQuery", "QueryBill", "UCRM", "bill-query-from-hq-crm", "sync"),
+])
+def test_one_way_traffic_is_stored_and_forwarded_and_queries_answer(router, service, operation, caller, route,
+                                                                   delivery):
+    decision = router.resolve(message(service, operation, caller, "00", "51"))
+    assert (decision.route.name, decision.route.delivery) == (route, delivery)
+
+
 def test_hq_code_only_for_routes_without_a_phase(router):
     assert router.resolve(message("OrderSync", "QueryOrderStatus", "ESALE", "00", "99")).peer_name == "HQ-CRM"
     with pytest.raises(UnknownProvince, match="HQ"):

@@ -11,9 +11,13 @@ import urllib.request
 import uuid
 
 import pytest
+from lxml import etree
+from sqlalchemy import select
 
 from bus.embedded import EmbeddedBus
+from dao.models import OutboxEntry
 from services.client import BusClient
+from services.models import CONTRACTS, from_xml
 from services.models.common import WSDL_DIR
 from tests.conftest import PG_URL, pg_schema_url
 
@@ -98,3 +102,47 @@ def wait_for(predicate, timeout: float = 20.0):
             return value
         time.sleep(0.05)
     raise AssertionError("the condition did not hold in time")
+
+
+# -- store and forward: what the Forwarder did with an accepted message ---------------------
+
+def assert_accepted(result, *peers: str) -> None:
+    """The bus's answer to a one-way message it stored: RSP_CODE 0000, MSG_SENDER BUS, no body,
+    and the description names every recipient, in order."""
+    assert result.fault_code is None, result.fault_string
+    assert (result.rsp_code, result.sender, result.body) == ("0000", "BUS", None), (result.head, result.body)
+    assert result.head["RESPONSE"]["RSP_DESC"] == f"Accepted: the bus delivers it to {', '.join(peers)}.", \
+        result.head["RESPONSE"]
+
+
+def outbox_rows(embedded, trans_ido: str) -> list[dict]:
+    """The outbox rows of a message (one per recipient), oldest first."""
+    t = OutboxEntry.__table__
+    with embedded.bus.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(t).where(t.c.trans_ido == trans_ido).order_by(t.c.id))
+                .mappings()]
+
+
+def peer_answer(hop: dict) -> dict:
+    """What a (canonical) peer answered on an outbound hop, as the journal keeps it:
+    ``{"UNI_BSS_HEAD": ..., "UNI_BSS_BODY": ...}``, every value as text."""
+    envelope = etree.fromstring(hop["response"])
+    body = next(el for el in envelope if etree.QName(el).localname == "Body")
+    return from_xml(CONTRACTS[hop["service"]], hop["operation"], body[0], response=True)
+
+
+def delivered(embedded, trans_ido: str, *peers: str, timeout: float = 20.0) -> dict[str, dict]:
+    """Wait until the Forwarder delivered the message to exactly ``peers`` (its outbox rows
+    ``delivered``); returns each peer's journalled outbound hop (the last attempt's) by name."""
+    def done():
+        rows = outbox_rows(embedded, trans_ido)
+        return sorted(r["peer_name"] for r in rows) == sorted(peers) and all(
+            r["status"] == "delivered" for r in rows)
+
+    try:
+        wait_for(done, timeout)
+    except AssertionError:
+        rows = [(r["peer_name"], r["status"], r["last_error"]) for r in outbox_rows(embedded, trans_ido)]
+        raise AssertionError(f"{trans_ido} not delivered to {peers}: outbox {rows}") from None
+    hops = [h for h in embedded.bus.journal.hops(trans_ido) if h["direction"] == "out" and h["trans_ido"] == trans_ido]
+    return {h["target"]: h for h in hops}

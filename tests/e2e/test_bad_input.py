@@ -9,7 +9,7 @@ from lxml import etree
 
 from sandbox.store import seed_users
 from services.models import CONTRACTS, to_xml
-from tests.e2e.conftest import get, make_args, post
+from tests.e2e.conftest import delivered, get, make_args, post
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 FAULT_NS = "http://ws.chinaunicom.cn/bssFault"
@@ -156,11 +156,14 @@ def test_gbk_request_with_chinese_names_is_accepted_and_stored(sqlite_bus):
     status, ctype, body = post(f"{sqlite_bus.url}/ws/AccountSync", raw, "text/xml; charset=GBK")
     assert status == 200, body
     assert "gbk" in ctype.lower(), "a GBK caller is answered in GBK"
-    assert etree.fromstring(body).xpath("string(//*[local-name()='RSP_CODE'])") == "0000"
+    answer = etree.fromstring(body)
+    assert answer.xpath("string(//*[local-name()='RSP_CODE'])") == "0000"
+    assert answer.xpath("string(//*[local-name()='MSG_SENDER'])") == "BUS", "one-way: accepted by the bus"
     hops = sqlite_bus.bus.journal.hops(args["UNI_BSS_HEAD"]["TRANS_IDO"])
     assert hops[0]["request"] == raw, "the journal keeps the bytes exactly as received"
     assert name.encode("gbk") in hops[0]["request"]
-    assert name.encode("utf-8") in hops[1]["request"], "the peer got the name intact"
+    out = delivered(sqlite_bus, args["UNI_BSS_HEAD"]["TRANS_IDO"], "BILLING-51", "HQ-CRM")
+    assert all(name.encode("utf-8") in hop["request"] for hop in out.values()), "each peer got the name intact"
 
 
 def test_non_soap_paths_answer_plain_text_never_html(sqlite_bus):
@@ -225,7 +228,7 @@ def test_gbk_text_labelled_gb2312_is_read_as_gbk(sqlite_bus):
     raw = envelope("AccountSync", "SyncThreeAccount", args, encoding="gbk")
     status, _, body = post(f"{sqlite_bus.url}/ws/AccountSync", raw, "text/xml; charset=gb2312")
     assert status == 200, body
-    out = sqlite_bus.bus.journal.hops(args["UNI_BSS_HEAD"]["TRANS_IDO"])[1]
+    out = delivered(sqlite_bus, args["UNI_BSS_HEAD"]["TRANS_IDO"], "BILLING-51", "HQ-CRM")["BILLING-51"]
     assert "朱镕".encode("utf-8") in out["request"]
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import pytest
+from sqlalchemy import select
 
 from bus.embedded import EmbeddedBus
 from config.settings import load_settings
+from sandbox import store
 from sandbox.store import seed_cards, seed_users
 from services.client import BusClient
-from tests.e2e.conftest import control, make_args
+from tests.e2e.conftest import assert_accepted, control, delivered, make_args, peer_answer, wait_for
 
 PHASE2, PHASE3 = "51", "11"
 
@@ -51,12 +54,32 @@ def test_bank_query_goes_to_the_billing_of_the_numbers_phase(bus, client, provin
 
 
 def test_routing_by_province_code(bus, client):
-    args = make_args("AccountSync", "SyncThreeAccount", caller="PCRM", route=("00", PHASE2), SYNC_SEQ=7)
-    result = client.call("AccountSync", "SyncThreeAccount", args)
-    assert (result.rsp_code, result.sender, result.body["APPLIED"]) == ("0000", "BILLING-51", "0")
-    again = client.call("AccountSync", "SyncThreeAccount",
-                        make_args("AccountSync", "SyncThreeAccount", caller="PCRM", route=("00", PHASE2), SYNC_SEQ=6))
-    assert again.body["APPLIED"] == "1", "an older sequence number must not be applied over newer data"
+    """A province CRM's three-account change for province 51 (by code, not by number) is accepted,
+    then delivered to BILLING-51 and, the user being 3G, to HQ CRM; an older change sent after it
+    is delivered after it, and not applied over the newer data."""
+    user_id = "U" + uuid.uuid4().hex[:15]
+
+    def sync(seq):
+        args = make_args("AccountSync", "SyncThreeAccount", caller="PCRM", route=("00", PHASE2), SYNC_SEQ=seq)
+        args["UNI_BSS_BODY"]["USER"]["USER_ID"] = args["UNI_BSS_BODY"]["PAY_RELATION"]["USER_ID"] = user_id
+        return args["UNI_BSS_HEAD"]["TRANS_IDO"], client.call("AccountSync", "SyncThreeAccount", args)
+
+    newer, result = sync(7)
+    assert_accepted(result, "BILLING-51", "HQ-CRM")
+    older, again = sync(6)
+    assert_accepted(again, "BILLING-51", "HQ-CRM")
+    first, later = (delivered(bus, t, "BILLING-51", "HQ-CRM") for t in (newer, older))
+    for peer in ("BILLING-51", "HQ-CRM"):
+        applied = peer_answer(first[peer])
+        assert (applied["UNI_BSS_HEAD"]["MSG_SENDER"], applied["UNI_BSS_BODY"]["APPLIED"]) == (peer, "0")
+        ignored = peer_answer(later[peer])
+        assert (ignored["UNI_BSS_HEAD"]["RESPONSE"]["RSP_CODE"], ignored["UNI_BSS_BODY"]["APPLIED"]) == ("0000", "1"), \
+            "an older sequence number must not be applied over newer data"
+        assert first[peer]["started_at"] < later[peer]["started_at"], "one user's changes in the order accepted"
+    with bus.sandbox.engine.connect() as conn:
+        t = store.three_accounts.c
+        stored = dict(conn.execute(select(t.peer, t.sync_seq).where(t.user_id == user_id)).all())
+    assert stored == {"BILLING-51": 7, "HQ-CRM": 7}
 
 
 @pytest.mark.parametrize("province, billing", [(PHASE2, "BILLING-51"), (PHASE3, "HQ-BILLING"),
@@ -95,33 +118,54 @@ def test_payment_changes_the_balance_and_reversal_restores_it(client, province, 
 
 
 def test_order_travels_esales_hq_crm_province_crm(bus, client):
+    """HQ CRM answers e-sales (sent to province, 10); its order and work order to CRM-51 are
+    accepted by the bus and delivered in that order; HQ CRM learns the province's order id."""
     u = user(PHASE2)
+    order_id = "ORD" + u.msisdn + uuid.uuid4().hex[:6]
     order = make_args("OrderSync", "SyncOrder", caller="ESALE", route=("01", u.msisdn),
-                      ORDER_ID="ORD" + u.msisdn, SERIAL_NUMBER=u.msisdn, PROVINCE_CODE=PHASE2)
+                      ORDER_ID=order_id, SERIAL_NUMBER=u.msisdn, PROVINCE_CODE=PHASE2)
     result = client.call("OrderSync", "SyncOrder", order)
-    assert (result.rsp_code, result.sender, result.body["ORDER_STATE"]) == ("0000", "HQ-CRM", "20")
-    assert result.body["PROVINCE_ORDER_ID"]
+    assert (result.rsp_code, result.sender, result.body["ORDER_STATE"]) == ("0000", "HQ-CRM", "10")
+    assert not result.body.get("PROVINCE_ORDER_ID"), "the province has not answered HQ CRM yet"
+    assert "Accepted: the bus delivers it to CRM-51" in result.head["RESPONSE"]["RSP_DESC"]
     hops = bus.bus.journal.hops(order["UNI_BSS_HEAD"]["PROC_ID"])
-    assert [(h["direction"], h["source"], h["target"]) for h in hops][:6] == [
-        ("in", "ESALE", "HQ-CRM"), ("out", "BUS", "HQ-CRM"), ("in", "UCRM", "CRM-51"), ("out", "BUS", "CRM-51"),
-        ("in", "UCRM", "CRM-51"), ("out", "BUS", "CRM-51")]   # the order, then its work order
-    status = client.call("OrderSync", "QueryOrderStatus", make_args(
-        "OrderSync", "QueryOrderStatus", caller="ESALE", route=("01", u.msisdn), ORDER_ID="ORD" + u.msisdn))
-    assert status.body["ORDER_STATE"] in ("20", "30")   # provisioning, or already completed
-    assert status.body["PROVINCE_ORDER_ID"] == result.body["PROVINCE_ORDER_ID"]
+    assert [(h["direction"], h["source"], h["target"]) for h in hops][:2] == [
+        ("in", "ESALE", "HQ-CRM"), ("out", "BUS", "HQ-CRM")]
+    sent = {h["operation"]: h for h in hops if (h["direction"], h["source"]) == ("in", "UCRM")}
+    assert {op: (h["target"], h["status"]) for op, h in sent.items()} == {
+        "SyncOrder": ("CRM-51", "accepted"), "SubmitWorkOrder": ("CRM-51", "accepted")}
+    to_province = {op: delivered(bus, h["trans_ido"], "CRM-51")["CRM-51"] for op, h in sent.items()}
+    assert to_province["SyncOrder"]["started_at"] < to_province["SubmitWorkOrder"]["started_at"], \
+        "the order reaches the province before its work order"
+    province_order_id = peer_answer(to_province["SyncOrder"])["UNI_BSS_BODY"]["PROVINCE_ORDER_ID"]
+    assert province_order_id.startswith(PHASE2)
+    assert peer_answer(to_province["SubmitWorkOrder"])["UNI_BSS_BODY"]["WORK_STATE"] == "1"
+
+    def known_at_hq():
+        status = client.call("OrderSync", "QueryOrderStatus", make_args(
+            "OrderSync", "QueryOrderStatus", caller="ESALE", route=("01", u.msisdn), ORDER_ID=order_id))
+        return status.body if (status.body or {}).get("PROVINCE_ORDER_ID") else None
+
+    status = wait_for(known_at_hq)   # once the province reported the work order, HQ CRM asked it
+    assert (status["ORDER_STATE"], status["PROVINCE_ORDER_ID"]) == ("30", province_order_id)
 
 
-def test_card_activation_and_status(client):
+def test_card_activation_and_status(bus, client):
+    """ActivateCards is accepted, then delivered to the card system, which answers per card; the
+    card's state (QueryCardStatus, answered by the card system) shows the activation."""
     card = next(c for c in seed_cards(PHASE3) if c["state"] == "0")["card_no"]
     args = make_args("CardActivation", "ActivateCards", caller="UCRM", route=("00", PHASE3),
                      PROVINCE_CODE=PHASE3, CARDS={"CARD_NO": [card, "900000000000000"]})
     result = client.call("CardActivation", "ActivateCards", args)
-    assert result.sender == "TOPUP"
-    assert [(r["CARD_NO"], r["RESULT"]) for r in result.body["RESULTS"]["CARD_RESULT"]] == [
+    assert_accepted(result, "TOPUP")
+    hop = delivered(bus, args["UNI_BSS_HEAD"]["TRANS_IDO"], "TOPUP")["TOPUP"]
+    answer = peer_answer(hop)
+    assert (answer["UNI_BSS_HEAD"]["MSG_SENDER"], hop["rsp_code"]) == ("TOPUP", "0000")
+    assert [(r["CARD_NO"], r["RESULT"]) for r in answer["UNI_BSS_BODY"]["RESULTS"]["CARD_RESULT"]] == [
         (card, "0"), ("900000000000000", "2")]
     status = client.call("CardActivation", "QueryCardStatus", make_args(
         "CardActivation", "QueryCardStatus", caller="UCRM", route=("00", PHASE3), CARD_NO=card))
-    assert status.body["CARD_STATE"] == "1"
+    assert (status.sender, status.body["CARD_STATE"]) == ("TOPUP", "1")
 
 
 def test_cut_over_in_config_moves_billing_traffic_to_hq(tmp_path):

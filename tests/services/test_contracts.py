@@ -953,6 +953,65 @@ def test_a_query_top_up_answer_without_what_top_up_answered_stays_valid(schemas)
         assert set(from_xml(contract, op, element, response=True)["UNI_BSS_BODY"]) == set(body)
 
 
+def _store_and_forward_operations() -> set[tuple[str, str]]:
+    """(service, operation) of every route of config/bus.yaml that the bus stores and forwards."""
+    from bus.router import Route
+    from config.settings import load_settings
+    out = set()
+    for route in (Route.from_config(r) for r in load_settings(env={}).routes):
+        if route.delivery == "store-and-forward":
+            out |= {(route.service, op) for op in (route.operations or CONTRACTS[route.service].operations)}
+    return out
+
+
+ONE_WAY = sorted(_store_and_forward_operations())
+
+
+def test_the_one_way_operations_are_the_ones_the_route_table_stores_and_forwards():
+    assert ONE_WAY == sorted([
+        ("AccountSync", "SyncThreeAccount"), ("CardActivation", "ActivateCards"), ("OrderSync", "NotifyOrderStatus"),
+        ("OrderSync", "SyncOrder"), ("Provisioning", "ReportWorkOrderResult"), ("Provisioning", "SubmitWorkOrder"),
+        ("ReverseSync", "SyncVacChange")])
+
+
+def _result_documentation(contract, operation) -> str:
+    found = _parse(contract.xsd_path).getroot().xpath(
+        "xs:complexType[@name=$name]/xs:annotation/xs:documentation/text()", name=operation + "Result",
+        namespaces={"xs": XS})
+    assert found, "%s.%s: the Result type has no documentation" % (contract.name, operation)
+    return found[0]
+
+
+@pytest.mark.parametrize("contract, op", OPERATIONS, ids=OP_IDS)
+def test_the_result_documentation_says_when_the_body_is_absent(contract, op):
+    """A one-way operation's Result says the bus's 'accepted' answer has no UNI_BSS_BODY; no
+    other operation's does (the documentation follows the route table)."""
+    text = _result_documentation(contract, op.name)
+    one_way = (contract.name, op.name) in ONE_WAY
+    assert ("'accepted' answer" in text) == one_way, text
+    if one_way:
+        assert "UNI_BSS_BODY is present when RSP_CODE is 0000" in text and "no UNI_BSS_BODY" in text, text
+
+
+@pytest.mark.parametrize("service, operation", ONE_WAY, ids=["%s.%s" % k for k in ONE_WAY])
+def test_the_accepted_answer_fits_the_contract_without_a_body(schemas, service, operation):
+    """What the bus answers when it accepted a one-way message (bus/outbox.py): RSP_CODE 0000,
+    MSG_SENDER BUS, no UNI_BSS_BODY; valid against the contract, and spyne writes it so."""
+    contract = CONTRACTS[service]
+    op = contract.operations[operation]
+    accepted = {"RSP_TYPE": "0", "RSP_CODE": "0000", "RSP_DESC": "Accepted: the bus delivers it to CRM-51."}
+    element = to_xml(contract, op, _answer(contract, op, None, response=accepted, sender="BUS"), response=True)
+    assert schemas[service].validate(element), str(schemas[service].error_log)
+    result = XmlDocument().from_element(None, op.result, element[0])
+    assert result.UNI_BSS_BODY is None and result.UNI_BSS_HEAD.MSG_SENDER == "BUS"
+    status, raw = _post(_spyne_app(contract, {name: result for name in contract.operations}),
+                        _envelope(to_xml(contract, op, _example(contract, op))), operation)
+    (answer,) = etree.fromstring(raw).find(_q("Body", SOAP_ENV))
+    assert schemas[service].validate(answer), str(schemas[service].error_log)
+    assert answer.find(".//{%s}UNI_BSS_BODY" % contract.namespace) is None
+    assert from_xml(contract, op, answer, response=True)["UNI_BSS_HEAD"]["RESPONSE"] == accepted
+
+
 def test_modules_export_their_contracts():
     modules = (bank_payment, order_sync, card_activation, account_sync, bill_query, provisioning, top_up,
                reverse_sync, info_query)
