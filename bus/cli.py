@@ -334,8 +334,9 @@ def cmd_dlq(args) -> int:
         if args.json:
             _print_json([{k: v for k, v in r.items() if k != "message"} for r in rows])
         for r in rows if not args.json else []:
+            answered = f" answered {r['rsp_code']}" if r["rsp_code"] else ""
             print(f"{r['id']:>6} {r['status']:<9} {r['service']}.{r['operation']:<22} -> {r['peer_name']:<12} "
-                  f"attempts={r['attempts']} TRANS_IDO={r['trans_ido']}  {r['last_error'] or ''}")
+                  f"attempts={r['attempts']}{answered} TRANS_IDO={r['trans_ido']}  {r['last_error'] or ''}")
         if not rows and not args.json:
             print(f"no {args.status or ''} messages".replace("  ", " "))
         return 0
@@ -343,8 +344,10 @@ def cmd_dlq(args) -> int:
         row = outbox.get(args.id)
         if row is None:
             raise CliError(f"no outbox message {args.id}")
-        _print_json(dict(row, message=json.loads(row["message"])))
+        _print_json(dict(row, message=json.loads(row["message"]), waiting_behind=outbox.waiting_behind(row)))
         return 0
+    if args.action == "discard":
+        return _discard(args, outbox, journal)
     # replay
     if args.all:
         rows = outbox.list(DEAD, args.target, limit=100000)
@@ -369,6 +372,31 @@ def cmd_dlq(args) -> int:
             print(f"replayed {row['id']}: {row['service']}.{row['operation']} -> {row['peer_name']}")
     if not rows:
         print("no dead letters to replay")
+    return 0
+
+
+def _discard(args, outbox, journal) -> int:
+    """Give dead letters up, so that their users' later messages go on; journalled."""
+    from dao.outbox import DEAD
+    rows = [outbox.get(i) for i in args.ids]
+    missing = [i for i, r in zip(args.ids, rows) if r is None or r["status"] != DEAD]
+    if missing:
+        raise CliError(f"not dead letters: {', '.join(map(str, missing))} (see `bssbus dlq list`)")
+    for row in rows:
+        behind = outbox.waiting_behind(row)
+        what = (f"{row['id']}: {row['service']}.{row['operation']} -> {row['peer_name']} "
+                f"(TRANS_IDO {row['trans_ido']}; {behind} later message(s) of its user go on)")
+        if args.dry_run:
+            print(f"would discard {what}")
+            continue
+        reason = f"discarded by {args.by}: {args.reason}"
+        if outbox.discard(row["id"], reason):
+            journal.record(msg_id=row["msg_id"], direction="adm", service=row["service"],
+                           operation=row["operation"], trans_ido=row["trans_ido"], source=args.by,
+                           target=row["peer_name"], province=row["province"], status="discarded",
+                           route=f"dead letter {row['id']} discarded by {args.by}",
+                           error=f"{args.reason} (last error: {row['last_error'] or ''})"[:1000])
+            print(f"discarded {what}")
     return 0
 
 
@@ -458,10 +486,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "are dead letters. `dlq list` shows them (or --status pending|delivered), `dlq show ID` "
                        "one of them, `dlq replay ID...` or `dlq replay --all [--target PEER]` sends them "
                        "again (attempts from zero; the replay is journalled). Replaying goes through the "
-                       "same idempotency as any delivery, so replaying twice does no harm.")
+                       "same idempotency as any delivery, so replaying twice does no harm. A dead letter "
+                       "holds its user's later messages (they are delivered in order); `dlq discard ID... "
+                       "--reason TEXT` gives it up, journalled, and lets them go on.")
     dsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     dlist = dsub.add_parser("list", parents=[common], help="dead letters (or other outbox messages)")
-    dlist.add_argument("--status", default="dead", help="dead (default), pending or delivered")
+    dlist.add_argument("--status", default="dead", help="dead (default), pending, delivered or discarded")
     dlist.add_argument("--peer", help="only those for this peer, e.g. BILLING-51")
     dlist.add_argument("--limit", type=int, default=100)
     dlist.add_argument("--json", action="store_true")
@@ -473,7 +503,13 @@ def build_parser() -> argparse.ArgumentParser:
     dreplay.add_argument("--target", help="with --all: only those for this peer, e.g. BILLING-51")
     dreplay.add_argument("--dry-run", action="store_true", help="say what would be replayed, change nothing")
     dreplay.add_argument("--by", default=getpass.getuser(), help="who replays, for the audit (default: %(default)s)")
-    for q in (dlist, dshow, dreplay):
+    ddiscard = dsub.add_parser("discard", parents=[common],
+                               help="give dead letters up, so their users' later messages go on")
+    ddiscard.add_argument("ids", type=int, nargs="+", metavar="ID")
+    ddiscard.add_argument("--reason", required=True, help="why, for the audit line in the journal")
+    ddiscard.add_argument("--dry-run", action="store_true", help="say what would be discarded, change nothing")
+    ddiscard.add_argument("--by", default=getpass.getuser(), help="who discards, for the audit (default: %(default)s)")
+    for q in (dlist, dshow, dreplay, ddiscard):
         q.add_argument("--db-url", help="the bus database (default: the config's)")
         q.set_defaults(func=cmd_dlq)
 

@@ -64,8 +64,15 @@ class RedeliveryPolicy:
 
 
 def order_key(message: Message) -> str:
-    """Messages of one user are delivered in order: the key is the user's number."""
-    return (message.msisdn or f"{message.service}:{message.trans_ido}")[:60]
+    """Messages of one user are delivered in order: the key is the user's number; a message
+    without one is kept in order with the others of its order (its ORDER_ID) or work order."""
+    body = message.body or {}
+    if message.msisdn:
+        return message.msisdn[:60]
+    for field in ("ORDER_ID", "TRADE_ID"):
+        if body.get(field):
+            return f"{field}:{body[field]}"[:60]
+    return f"{message.service}:{message.trans_ido}"[:60]
 
 
 def accept(bus, message: Message, decision: Decision, claim_key: bool = True) -> Reply | None:
@@ -147,7 +154,7 @@ class Forwarder:
 
     def run_once(self) -> int:
         """One pass over the due rows; returns how many were attempted. The rows of one pass
-        belong to different users (only the oldest pending row of an order_key is due), so
+        belong to different users (only the oldest unsettled row of an order_key is due), so
         they are sent side by side, ``concurrency`` at a time."""
         rows = self.bus.outbox.claim_due(self.batch, self.lease)
         if len(rows) > 1 and self.concurrency > 1:
@@ -171,7 +178,7 @@ class Forwarder:
         self.bus.outbox.attempting(row["id"], attempt)
         try:
             decision = self._decision(row, data)
-            self.bus.deliver(message, decision)
+            reply = self.bus.deliver(message, decision)
         except CircuitOpen as fault:
             # the peer is known to be down: wait for its breaker, without spending an attempt
             self._journal(message)
@@ -188,7 +195,7 @@ class Forwarder:
                             row["peer_name"], attempt, fault.message)
             return False
         self._journal(message)
-        self.bus.outbox.delivered(row["id"], attempt)
+        self.bus.outbox.delivered(row["id"], attempt, reply.rsp_code)
         return True
 
     def _decision(self, row: dict, data: dict) -> Decision:

@@ -105,8 +105,9 @@ class IdempotencyKey(Base):
 
 class OutboxEntry(Base):
     """The Outbox (store and forward): a one-way message accepted for a peer, until the
-    Forwarder delivers it (``delivered``) or its attempts are spent (``dead``: the
-    DeadLetterChannel). ``order_key`` (the user's number) keeps one user's messages in order."""
+    Forwarder delivers it (``delivered``, with the peer's RSP_CODE) or its attempts are spent
+    (``dead``: the DeadLetterChannel) and an operator replays or discards it (``discarded``).
+    ``order_key`` (the user's number) keeps one user's messages in order."""
 
     __tablename__ = "outbox"
 
@@ -127,6 +128,7 @@ class OutboxEntry(Base):
     last_error: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rsp_code: Mapped[str | None] = mapped_column(String(8))
 
     __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),
                       Index("ix_outbox_order_key", "order_key", "id"))

@@ -2,8 +2,9 @@
 
 A row is claimed for delivery by setting ``locked_until`` with a conditional UPDATE: exactly
 one claimer gets rowcount 1, on SQLite and on a PostgreSQL shared by several nodes alike.
-Only the oldest pending row of an ``order_key`` is due, so one user's messages are
-delivered in the order they were accepted, while other users' messages go on.
+Only the oldest row of an ``order_key`` that is pending or dead is due, so one user's
+messages are delivered in the order they were accepted, while other users' messages go on;
+a dead letter holds its user's later messages until it is replayed or discarded.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from dao.journal import now
 from dao.models import OutboxEntry
 
 O = OutboxEntry.__table__
-PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+PENDING, DELIVERED, DEAD, DISCARDED = "pending", "delivered", "dead", "discarded"
 _ADD = insert(O)
 
 
@@ -42,12 +43,13 @@ class OutboxStore:
         return (select(O).where(
             O.c.status == PENDING, O.c.next_attempt_at <= at,
             or_(O.c.locked_until.is_(None), O.c.locked_until < at),
-            ~exists().where(and_(older.c.order_key == O.c.order_key, older.c.status == PENDING,
+            ~exists().where(and_(older.c.order_key == O.c.order_key, older.c.status.in_((PENDING, DEAD)),
                                  older.c.id < O.c.id)))
             .order_by(O.c.id).limit(limit))
 
     def due(self, limit: int = 50, at: datetime | None = None) -> list[dict]:
-        """Pending rows whose time has come, the oldest of each order_key only."""
+        """Pending rows whose time has come, and of each order_key only the oldest not settled
+        (a dead letter holds the rows of its key behind it)."""
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(self._due_query(limit, at or now())).mappings()]
 
@@ -84,10 +86,12 @@ class OutboxStore:
                 O.c.id == row_id, O.c.status == PENDING,
                 or_(O.c.locked_until.is_(None), O.c.locked_until < at)).values(locked_until=until)).rowcount == 1
 
-    def delivered(self, row_id: int, attempts: int) -> None:
+    def delivered(self, row_id: int, attempts: int, rsp_code: str | None = None) -> None:
+        """The peer answered (``rsp_code``: what it answered; not 0000 is its refusal)."""
         with self.engine.begin() as conn:
             conn.execute(update(O).where(O.c.id == row_id).values(
-                status=DELIVERED, attempts=attempts, delivered_at=now(), locked_until=None, last_error=None))
+                status=DELIVERED, attempts=attempts, delivered_at=now(), locked_until=None, last_error=None,
+                rsp_code=rsp_code))
 
     def failed(self, row_id: int, attempts: int, error: str, next_attempt_at: datetime | None) -> None:
         """Another failed attempt; ``next_attempt_at`` None means the attempts are spent: dead."""
@@ -118,6 +122,19 @@ class OutboxStore:
         with self.engine.begin() as conn:
             return conn.execute(update(O).where(O.c.id == row_id, O.c.status == DEAD).values(
                 status=PENDING, attempts=0, next_attempt_at=now(), locked_until=None)).rowcount == 1
+
+    def discard(self, row_id: int, reason: str) -> bool:
+        """A dead letter given up (it no longer holds its user's later messages); False when
+        it is not dead."""
+        with self.engine.begin() as conn:
+            return conn.execute(update(O).where(O.c.id == row_id, O.c.status == DEAD).values(
+                status=DISCARDED, last_error=reason[:1000], locked_until=None)).rowcount == 1
+
+    def waiting_behind(self, row: dict) -> int:
+        """How many pending messages of ``row``'s user wait behind it."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(O).where(
+                O.c.order_key == row["order_key"], O.c.status == PENDING, O.c.id > row["id"])).scalar_one()
 
     def purge_delivered(self, before: datetime) -> int:
         """Forget delivered messages older than ``before`` (dead letters stay until replayed)."""

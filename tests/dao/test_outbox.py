@@ -25,12 +25,27 @@ def test_due_claim_fail_dead_and_replay(db_url):
     assert [r["id"] for r in box.due()] == [b1], "a row waiting for its retry holds its key's later rows"
     box.failed(a1, 2, "attempt 2: refused", None)
     assert box.get(a1)["status"] == "dead" and box.get(a1)["last_error"] == "attempt 2: refused"
-    assert [r["id"] for r in box.due()] == [a2, b1], "a dead letter no longer holds its key"
+    assert [r["id"] for r in box.due()] == [b1], "a dead letter holds its user's later rows (order)"
+    assert box.waiting_behind(box.get(a1)) == 1
     assert box.depth() == {"BILLING-51": 1, "BILLING-17": 1}
     assert box.replay(a1) and not box.replay(a1)
     assert box.get(a1)["attempts"] == 0 and [r["id"] for r in box.due()] == [a1, b1]
-    box.delivered(a1, 1)
-    assert box.get(a1)["status"] == "delivered" and [r["id"] for r in box.list("dead")] == []
+    box.delivered(a1, 1, "8888")
+    assert (box.get(a1)["status"], box.get(a1)["rsp_code"]) == ("delivered", "8888")
+    assert [r["id"] for r in box.list("dead")] == [] and [r["id"] for r in box.due()] == [a2, b1]
+    engine.dispose()
+
+
+def test_a_discarded_dead_letter_lets_its_users_later_rows_go_on(db_url):
+    engine = open_database(db_url)
+    box = OutboxStore(engine)
+    a1, a2 = box.add([row(1), row(2)])
+    assert not box.discard(a1, "not dead"), "only a dead letter can be discarded"
+    box.failed(a1, 1, "attempt 1: refused", None)
+    assert [r["id"] for r in box.due()] == []
+    assert box.discard(a1, "discarded by ops: superseded") and not box.replay(a1)
+    assert box.get(a1)["status"] == "discarded" and box.get(a1)["last_error"] == "discarded by ops: superseded"
+    assert [r["id"] for r in box.due()] == [a2]
     engine.dispose()
 
 

@@ -118,6 +118,39 @@ def test_spent_attempts_make_a_dead_letter_that_an_operator_replays(saf, capsys)
     assert bssbus(["dlq", "replay", str(row["id"]), *db]) == 2, "a delivered message is not a dead letter"
 
 
+def test_a_dead_letter_holds_its_users_later_messages_until_it_is_discarded(saf, capsys):
+    """Delivery in order per user: the second sync of a user never overtakes the first, not
+    even when the first is a dead letter; an operator discarding it lets the second go on."""
+    client = BusClient(saf.url)
+    u = next(u for u in seed_users("88") if u.net_type == "10")     # a GSM user: billing only
+    control(saf.sandbox_url, peer="BILLING-88", fault="billing is being upgraded")
+    try:
+        first, result = sync(client, u, 1)
+        first = first["UNI_BSS_HEAD"]["TRANS_IDO"]
+        wait_for(lambda: [r["status"] for r in rows_of(saf, first)] == ["dead"])
+        second, result = sync(client, u, 2)
+        assert result.rsp_code == "0000"
+        second = second["UNI_BSS_HEAD"]["TRANS_IDO"]
+    finally:
+        control(saf.sandbox_url, peer="BILLING-88")
+    time.sleep(1.0)   # several forwarder passes with the billing up again
+    (held,) = rows_of(saf, second)
+    assert (held["status"], held["attempts"]) == ("pending", 0), "it waits behind its user's dead letter"
+    dead = rows_of(saf, first)[0]
+    db = ["--db-url", saf.db_url]
+    assert bssbus(["dlq", "show", str(dead["id"]), *db]) == 0
+    assert '"waiting_behind": 1' in capsys.readouterr().out
+    assert bssbus(["dlq", "discard", str(dead["id"]), "--reason", "superseded by SYNC_SEQ 2", "--dry-run", *db]) == 0
+    assert "would discard" in capsys.readouterr().out and rows_of(saf, first)[0]["status"] == "dead"
+    assert bssbus(["dlq", "discard", str(dead["id"]), "--reason", "superseded by SYNC_SEQ 2", "--by", "ops", *db]) == 0
+    wait_for(lambda: rows_of(saf, second)[0]["status"] == "delivered")
+    assert rows_of(saf, second)[0]["rsp_code"] == "0000"
+    assert rows_of(saf, first)[0]["status"] == "discarded"
+    audit = [(h["status"], h["source"]) for h in saf.bus.journal.hops(first) if h["direction"] == "adm"]
+    assert audit == [("discarded", "ops")]
+    assert bssbus(["dlq", "discard", str(dead["id"]), "--reason", "again", *db]) == 2, "no longer a dead letter"
+
+
 @pytest.fixture(scope="module")
 def patient(tmp_path_factory):
     """A bus whose messages outlast a peer's outage (100 quick attempts)."""
