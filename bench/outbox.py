@@ -182,14 +182,18 @@ def http_and_drain(db_url: str, label: str, args, tmp: Path) -> dict:
         sandbox = Server(f"sandbox-{label}", ["sandbox", "--db-url", f"sqlite:///{tmp}/sandbox-{label}.db"],
                          sandbox_port, tmp)
         sandbox.wait_ready()
-        t0 = time.monotonic()
+        t0, bus_cpu0, sandbox_cpu0 = time.monotonic(), bus_server.cpu_seconds(), sandbox.cpu_seconds()
         deadline = t0 + args.drain_timeout
         while pending(filler.engine) and time.monotonic() < deadline:
             time.sleep(0.2)
         drain_s, left = time.monotonic() - t0, pending(filler.engine)
+        done = backlog - left
+        bus_cpu, sandbox_cpu = bus_server.cpu_seconds() - bus_cpu0, sandbox.cpu_seconds() - sandbox_cpu0
         arrived, distinct = received(tmp / f"sandbox-{label}.db")
         return {"http_accept": http, "backlog": backlog, "drain_s": round(drain_s, 1), "left": left,
-                "drain_per_s": round((backlog - left) / drain_s, 1) if drain_s else None,
+                "drain_per_s": round(done / drain_s, 1) if drain_s else None,
+                "drain_bus_cpu_us_per_msg": round(bus_cpu / done * 1e6) if done else None,
+                "drain_sandbox_cpu_us_per_msg": round(sandbox_cpu / done * 1e6) if done else None,
                 "arrived": arrived, "distinct_trans_ido": distinct}
     finally:
         filler.stop()
@@ -255,6 +259,8 @@ def report(data: dict) -> None:
         print(f"{label:<12}{g['per_s']:>16,.0f}{d['per_s']:>14,.0f}{ratio:>7.2f}{g['msgs_per_commit']:>13}"
               f"{h['rps']:>15,.0f}{h['p50_ms']:>8.1f}{h['server_cpu_us_per_msg'] or 0:>12,.0f}{r['backlog']:>9,}"
               f"{r['drain_s']:>9}{r['drain_per_s'] or 0:>9,.0f}{r['arrived']:>9,}")
+        print(f"{'':<12}drain CPU per message: bus {r['drain_bus_cpu_us_per_msg'] or 0:,} us, "
+              f"sandbox peer {r['drain_sandbox_cpu_us_per_msg'] or 0:,} us")
         for name in ("group_commit", "per_message"):
             if r[name]["failures"]:
                 print(f"  {label} {name}: {r[name]['failures']} failures, e.g. {r[name]['first_failure']}")

@@ -163,6 +163,13 @@ class CircuitBreaker:
             self._refresh()
             return self._state
 
+    @property
+    def refusing(self) -> bool:
+        """True while a call would be refused: open, or half-open with its probe under way."""
+        with self._lock:
+            self._refresh()
+            return self._state == OPEN or (self._state == HALF_OPEN and self._probing)
+
     def snapshot(self) -> dict:
         """``{"state", "failures", "opened_at"}`` (failures: consecutive; opened_at: ISO or None)."""
         with self._lock:
@@ -220,6 +227,13 @@ class CircuitBreakers:
                     breaker = self._breakers[name] = CircuitBreaker(name, config, clock=self._clock,
                                                                     wall_clock=self._wall)
         return breaker
+
+    def refusing(self) -> list[str]:
+        """The peers whose breaker would refuse a call now (the Forwarder leaves their
+        messages alone instead of claiming each one to hear the refusal)."""
+        with self._lock:
+            breakers = list(self._breakers.items())
+        return sorted(name for name, breaker in breakers if breaker.refusing)
 
     def snapshot(self) -> dict[str, dict]:
         """Peer name -> :meth:`CircuitBreaker.snapshot`, for ``/healthz``."""

@@ -156,7 +156,9 @@ class Forwarder:
         """One pass over the due rows; returns how many were attempted. The rows of one pass
         belong to different users (only the oldest unsettled row of an order_key is due), so
         they are sent side by side, ``concurrency`` at a time."""
-        rows = self.bus.outbox.claim_due(self.batch, self.lease)
+        # a peer whose breaker is open is left alone: its messages wait, untouched, until a
+        # probe may go (claiming each one only to hear the refusal would churn the database)
+        rows = self.bus.outbox.claim_due(self.batch, self.lease, self.bus.adapters.breakers.refusing())
         if len(rows) > 1 and self.concurrency > 1:
             if self._pool is None:   # made in the process that delivers (gunicorn forks first)
                 self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="forwarder")
@@ -175,27 +177,26 @@ class Forwarder:
         message = Message(service=data["service"], operation=data["operation"], head=data["head"],
                           body=data["body"], msg_id=data["msg_id"])
         attempt = row["attempts"] + 1
-        self.bus.outbox.attempting(row["id"], attempt)
+        self.bus.writer.run(lambda conn: conn.execute(OutboxStore.attempting_statement(row["id"], attempt)))
         try:
             decision = self._decision(row, data)
             reply = self.bus.deliver(message, decision)
         except CircuitOpen as fault:
             # the peer is known to be down: wait for its breaker, without spending an attempt
-            self._journal(message)
-            self.bus.outbox.failed(row["id"], row["attempts"], f"waiting: {fault.message}",
-                                   now() + timedelta(seconds=self.policy.delay(max(row["attempts"], 1))))
+            self._settle(message, OutboxStore.failed_statement(
+                row["id"], row["attempts"], f"waiting: {fault.message}",
+                now() + timedelta(seconds=self.policy.delay(max(row["attempts"], 1)))))
             return False
         except BusFault as fault:
-            self._journal(message)
             spent = attempt >= self.policy.max_attempts
             when = None if spent else now() + timedelta(seconds=self.policy.delay(attempt))
-            self.bus.outbox.failed(row["id"], attempt, f"attempt {attempt}: {fault.code}: {fault.message}", when)
+            self._settle(message, OutboxStore.failed_statement(
+                row["id"], attempt, f"attempt {attempt}: {fault.code}: {fault.message}", when))
             if spent:
                 log.warning("outbox %s to %s is a dead letter after %d attempts: %s", row["id"],
                             row["peer_name"], attempt, fault.message)
             return False
-        self._journal(message)
-        self.bus.outbox.delivered(row["id"], attempt, reply.rsp_code)
+        self._settle(message, OutboxStore.delivered_statement(row["id"], attempt, reply.rsp_code))
         return True
 
     def _decision(self, row: dict, data: dict) -> Decision:
@@ -206,7 +207,13 @@ class Forwarder:
         return Decision(route=route, peer=peer, province=row["province"],
                         phase=router.current_phases().get(row["province"]))
 
-    def _journal(self, message: Message) -> None:
-        for hop in message.hops:
-            self.bus.journal.record(**hop)
-        message.hops.clear()
+    def _settle(self, message: Message, outcome) -> None:
+        """The attempt's journal hops and the row's new state, in one transaction (shared with
+        the other deliveries finishing at the same time)."""
+        hops, message.hops = list(message.hops), []
+
+        def write(conn):
+            for hop in hops:
+                Journal.insert(conn, hop)
+            conn.execute(outcome)
+        self.bus.writer.run(write)

@@ -59,6 +59,10 @@ class GunicornApp(BaseApplication):
         return self.factory()
 
 
+def _none() -> None:
+    return None
+
+
 def run_gunicorn(factory, host: str, port: int, workers: int, threads: int, timeout: int = 60,
                  name: str = "bssbus", on_exit=None) -> None:
     options = {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
@@ -67,5 +71,7 @@ def run_gunicorn(factory, host: str, port: int, workers: int, threads: int, time
                "loglevel": "warning"}
     if on_exit is not None:
         options["on_exit"] = lambda _arbiter: on_exit()
+    # a worker stopping gracefully closes its app (the bus: scheduler, forwarder, writer, pool)
+    options["worker_exit"] = lambda _server, worker: getattr(getattr(worker, "wsgi", None), "close", _none)()
     logging.getLogger("gunicorn.error").setLevel(logging.WARNING)
     GunicornApp(factory, options).run()

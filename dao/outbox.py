@@ -38,70 +38,90 @@ class OutboxStore:
         return [conn.execute(_ADD, dict(row, status=PENDING, attempts=0, next_attempt_at=when,
                                         created_at=when)).inserted_primary_key[0] for row in rows]
 
-    def _due_query(self, limit: int, at: datetime):
+    def _due_query(self, limit: int, at: datetime, skip_peers=()):
         older = aliased(O)
-        return (select(O).where(
+        query = select(O).where(O.c.peer_name.not_in(list(skip_peers))) if skip_peers else select(O)
+        return (query.where(
             O.c.status == PENDING, O.c.next_attempt_at <= at,
             or_(O.c.locked_until.is_(None), O.c.locked_until < at),
             ~exists().where(and_(older.c.order_key == O.c.order_key, older.c.status.in_((PENDING, DEAD)),
                                  older.c.id < O.c.id)))
             .order_by(O.c.id).limit(limit))
 
-    def due(self, limit: int = 50, at: datetime | None = None) -> list[dict]:
+    def due(self, limit: int = 50, at: datetime | None = None, skip_peers=()) -> list[dict]:
         """Pending rows whose time has come, and of each order_key only the oldest not settled
-        (a dead letter holds the rows of its key behind it)."""
+        (a dead letter holds the rows of its key behind it); none for the peers in ``skip_peers``."""
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(self._due_query(limit, at or now())).mappings()]
+            return [dict(r) for r in conn.execute(self._due_query(limit, at or now(), skip_peers)).mappings()]
 
-    def claim_due(self, limit: int, lease: timedelta) -> list[dict]:
+    def claim_due(self, limit: int, lease: timedelta, skip_peers=()) -> list[dict]:
         """Claim up to ``limit`` due rows for ``lease``. PostgreSQL and Oracle lock them with
         FOR UPDATE SKIP LOCKED in one transaction, so forwarders on several nodes take
-        different rows without waiting on each other; SQLite claims them one by one."""
+        different rows without waiting on each other; SQLite, one writer at a time, claims them
+        with conditional UPDATEs in one transaction."""
         at = now()
         if self.engine.dialect.name in ("postgresql", "oracle"):
             with self.engine.begin() as conn:
                 rows = [dict(r) for r in conn.execute(
-                    self._due_query(limit, at).with_for_update(skip_locked=True, of=O)).mappings()]
+                    self._due_query(limit, at, skip_peers).with_for_update(skip_locked=True, of=O)).mappings()]
                 if rows:
                     conn.execute(update(O).where(O.c.id.in_([r["id"] for r in rows]))
                                  .values(locked_until=at + lease * len(rows)))
             return rows
-        claimed = []
-        for row in self.due(limit, at):   # delivered one after the other: each lease a step longer
-            if self.claim(row["id"], at + lease * (len(claimed) + 1)):
-                claimed.append(row)
+        due, claimed = self.due(limit, at, skip_peers), []
+        with self.engine.begin() as conn:
+            for row in due:   # each lease a step longer: they may be sent one after the other
+                if conn.execute(self._claim(row["id"], at, at + lease * (len(claimed) + 1))).rowcount == 1:
+                    claimed.append(row)
         return claimed
 
-    def attempting(self, row_id: int, attempts: int) -> None:
+    def claim(self, row_id: int, until: datetime) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(self._claim(row_id, now(), until)).rowcount == 1
+
+    @staticmethod
+    def _claim(row_id: int, at: datetime, until: datetime):
+        return update(O).where(O.c.id == row_id, O.c.status == PENDING,
+                               or_(O.c.locked_until.is_(None), O.c.locked_until < at)).values(locked_until=until)
+
+    # -- the outcome of an attempt: statements, so the Forwarder can commit one with the
+    # attempt's journal hop (and share the commit with other deliveries); or run here
+    @staticmethod
+    def attempting_statement(row_id: int, attempts: int):
         """Record an attempt before it is made: if the process dies during the call, the row
         shows it, and the next delivery counts as a redelivery."""
-        with self.engine.begin() as conn:
-            conn.execute(update(O).where(O.c.id == row_id).values(
-                attempts=attempts, last_error=f"attempt {attempts} in progress since {now():%H:%M:%S}"))
+        return update(O).where(O.c.id == row_id).values(
+            attempts=attempts, last_error=f"attempt {attempts} in progress since {now():%H:%M:%S}")
 
-    def claim(self, row_id: int, until: datetime) -> bool:
-        at = now()
-        with self.engine.begin() as conn:
-            return conn.execute(update(O).where(
-                O.c.id == row_id, O.c.status == PENDING,
-                or_(O.c.locked_until.is_(None), O.c.locked_until < at)).values(locked_until=until)).rowcount == 1
-
-    def delivered(self, row_id: int, attempts: int, rsp_code: str | None = None) -> None:
+    @staticmethod
+    def delivered_statement(row_id: int, attempts: int, rsp_code: str | None = None):
         """The peer answered (``rsp_code``: what it answered; not 0000 is its refusal)."""
-        with self.engine.begin() as conn:
-            conn.execute(update(O).where(O.c.id == row_id).values(
-                status=DELIVERED, attempts=attempts, delivered_at=now(), locked_until=None, last_error=None,
-                rsp_code=rsp_code))
+        return update(O).where(O.c.id == row_id).values(
+            status=DELIVERED, attempts=attempts, delivered_at=now(), locked_until=None, last_error=None,
+            rsp_code=rsp_code)
 
-    def failed(self, row_id: int, attempts: int, error: str, next_attempt_at: datetime | None) -> None:
+    @staticmethod
+    def failed_statement(row_id: int, attempts: int, error: str, next_attempt_at: datetime | None):
         """Another failed attempt; ``next_attempt_at`` None means the attempts are spent: dead."""
         values = dict(attempts=attempts, last_error=error[:1000], locked_until=None)
         if next_attempt_at is None:
             values["status"] = DEAD
         else:
             values["next_attempt_at"] = next_attempt_at
+        return update(O).where(O.c.id == row_id).values(**values)
+
+    def attempting(self, row_id: int, attempts: int) -> None:
+        self._run(self.attempting_statement(row_id, attempts))
+
+    def delivered(self, row_id: int, attempts: int, rsp_code: str | None = None) -> None:
+        self._run(self.delivered_statement(row_id, attempts, rsp_code))
+
+    def failed(self, row_id: int, attempts: int, error: str, next_attempt_at: datetime | None) -> None:
+        self._run(self.failed_statement(row_id, attempts, error, next_attempt_at))
+
+    def _run(self, statement) -> None:
         with self.engine.begin() as conn:
-            conn.execute(update(O).where(O.c.id == row_id).values(**values))
+            conn.execute(statement)
 
     def get(self, row_id: int) -> dict | None:
         with self.engine.connect() as conn:

@@ -70,6 +70,10 @@ class BusApplication:
         self.endpoints = {name: SoapEndpoint(contract, self.files.schemas[name], self._handle, **limits)
                           for name, contract in CONTRACTS.items()}
 
+    def close(self) -> None:
+        """Stop the bus behind this app (gunicorn calls it when a worker exits)."""
+        self.bus.stop()
+
     # -- the handler every spyne method calls -------------------------------------------
     def _handle(self, ctx, contract, operation, head, body):
         exchange = ctx.transport.req_env["bssbus.exchange"]

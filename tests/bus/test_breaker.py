@@ -375,3 +375,20 @@ def test_what_counts_as_a_failure():
     assert breaker_verdict(KeyError("x")) is None
     assert [sender_fault(c) for c in ("soap:Client", "Client.X", "env:Sender", "soap:Server", "env:Receiver",
                                       None)] == [True, True, True, False, False, False]
+
+
+def test_refusing_names_the_peers_a_call_would_be_refused_for():
+    """What the Forwarder skips: open breakers, and half-open ones whose probe is under way."""
+    clock = FakeClock()
+    breakers = CircuitBreakers(clock=clock, wall_clock=lambda: WALL)
+    down = breakers.get("BILLING-51", BreakerConfig(failures=1, cooldown_seconds=10))
+    breakers.get("BILLING-17", BreakerConfig(failures=1))
+    assert breakers.refusing() == []
+    fail(down)
+    assert breakers.refusing() == ["BILLING-51"]
+    clock.advance(10)
+    assert breakers.refusing() == [], "half-open: a probe may go"
+    probe = down.acquire()
+    assert breakers.refusing() == ["BILLING-51"], "its probe is under way"
+    down.success(probe)
+    assert breakers.refusing() == [] and down.state == CLOSED

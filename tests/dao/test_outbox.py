@@ -58,3 +58,14 @@ def test_claim_due_takes_each_row_once(db_url):
     assert [r["id"] for r in first] == ids[:4] and [r["id"] for r in second] == ids[4:]
     assert box.claim_due(4, timedelta(seconds=30)) == []
     engine.dispose()
+
+
+def test_the_rows_of_skipped_peers_are_not_due(db_url):
+    """The Forwarder skips peers whose breaker is open: their rows are neither due nor claimed."""
+    engine = open_database(db_url)
+    box = OutboxStore(engine)
+    a, b = box.add([row(1, key="k1"), row(2, key="k2", peer="BILLING-17")])
+    assert [r["id"] for r in box.due(skip_peers=["BILLING-51"])] == [b]
+    assert [r["id"] for r in box.claim_due(10, timedelta(seconds=30), ["BILLING-51"])] == [b]
+    assert box.get(a)["locked_until"] is None and [r["id"] for r in box.due()] == [a]
+    engine.dispose()

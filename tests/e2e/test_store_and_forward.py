@@ -232,10 +232,13 @@ def test_an_open_breaker_holds_messages_without_spending_their_attempts(tmp_path
         control(bus.sandbox_url, peer="BILLING-88", fault="down")
         try:
             trans_ido = sync(client, u, 1)[0]["UNI_BSS_HEAD"]["TRANS_IDO"]
-            wait_for(lambda: "breaker is open" in (rows_of(bus, trans_ido)[0]["last_error"] or ""))
+            wait_for(lambda: bus.bus.adapters.breakers.refusing() == ["BILLING-88"])
+            hops = len(bus.bus.journal.hops(trans_ido))
             time.sleep(1.5)   # many Forwarder passes (every 0.1 s) while the breaker stays open
             row = rows_of(bus, trans_ido)[0]
             assert (row["status"], row["attempts"]) == ("pending", 2), "held, its third attempt unspent"
+            assert len(bus.bus.journal.hops(trans_ido)) == hops, "left alone: not claimed, not journalled"
+            assert row["locked_until"] is None
         finally:
             control(bus.sandbox_url, peer="BILLING-88")
         wait_for(lambda: rows_of(bus, trans_ido)[0]["status"] == "delivered")
