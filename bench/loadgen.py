@@ -1,7 +1,7 @@
 """Closed-loop HTTP load generators for the benchmark: ``wrk`` (preferred) or Python.
 
 Both keep ``connections`` keep-alive connections busy for ``duration`` seconds, POSTing a SOAP
-body in which ``@@TRANS_IDO@@`` becomes a fresh serial on every request (so an idempotent
+body in which ``@@TRANS_IDO@@`` (each occurrence) becomes a fresh serial on every request (so an idempotent
 consumer never answers from its cache), and count as an error every answer that is not
 HTTP 200 with ``RSP_CODE 0000`` and every socket error or timeout.
 """
@@ -66,7 +66,7 @@ def ensure_wrk() -> str | None:
 
 
 _LUA = r"""
-local head, tail, prefix = [==[%(head)s]==], [==[%(tail)s]==], "%(prefix)s"
+local template, prefix = [==[%(body)s]==], "%(prefix)s"
 local threads, next_id = {}, 0
 tid, n, bad_status, bad_code = 0, 0, 0, 0
 
@@ -84,7 +84,8 @@ end
 
 function request()
   n = n + 1
-  return wrk.format(nil, nil, nil, head .. string.format("%%s%%03d%%010d", prefix, tid, n) .. tail)
+  local serial = string.format("%%s%%03d%%010d", prefix, tid, n)
+  return wrk.format(nil, nil, nil, (string.gsub(template, "@@TRANS_IDO@@", serial)))
 end
 
 function response(status, headers, body)
@@ -111,10 +112,9 @@ end
 
 
 def run_wrk(wrk: str, url: str, body: str, prefix: str, connections: int, duration: float) -> LoadResult:
-    head, tail = body.split(PLACEHOLDER)
     threads = max(1, min(os.cpu_count() or 1, connections))
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(_LUA % dict(head=head, tail=tail, prefix=prefix, ctype=HEADERS["Content-Type"]))
+        fh.write(_LUA % dict(body=body, prefix=prefix, ctype=HEADERS["Content-Type"]))
     try:
         cpu = _children_cpu()
         out = subprocess.run([wrk, "-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s",

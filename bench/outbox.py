@@ -61,6 +61,7 @@ def message(n: int, prefix: str) -> Message:
 def envelope() -> str:
     data = json.loads(json.dumps(EXAMPLE))
     data["UNI_BSS_HEAD"]["TRANS_IDO"] = PLACEHOLDER
+    data["UNI_BSS_BODY"]["ORDER_ID"] = f"ES{PLACEHOLDER}"   # each notice of an order of its own
     xml = to_xml(CONTRACTS["OrderSync"], "NotifyOrderStatus", data)
     from lxml import etree
     env = "http://schemas.xmlsoap.org/soap/envelope/"

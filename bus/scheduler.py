@@ -1,7 +1,9 @@
 """Scheduled work of a bus process, on APScheduler: the Forwarder and the housekeeping.
 
-Every process runs the Forwarder's pass (rows are claimed one by one, so processes never
-send the same message twice). Housekeeping jobs (purging expired idempotency keys, old
+Every process runs the Forwarder's pass (rows are claimed before they are sent, so processes
+never send the same message twice). Under a backlog a pass outlasts its interval; the next
+one starts when it ends (APScheduler's "maximum number of running instances" notice for that
+job is expected, and not logged). Housekeeping jobs (purging expired idempotency keys, old
 journal rows and delivered outbox rows) take a lease in the database first, so with several
 workers or nodes each job runs on one of them per interval, never twice at once.
 """
@@ -19,6 +21,17 @@ from dao.journal import now
 from dao.leases import LeaseStore
 
 log = logging.getLogger("bssbus.scheduler")
+
+
+class _ForwarderStillRunning(logging.Filter):
+    """Drops APScheduler's warning that a Forwarder pass was skipped because one is running."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not ("Forwarder.drain" in record.getMessage()
+                    and "maximum number of running instances" in record.getMessage())
+
+
+logging.getLogger("apscheduler.scheduler").addFilter(_ForwarderStillRunning())
 
 
 class Scheduler:

@@ -131,7 +131,7 @@ class OutboxEntry(Base):
     rsp_code: Mapped[str | None] = mapped_column(String(8))
 
     __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),
-                      Index("ix_outbox_order_key", "order_key", "id"))
+                      Index("ix_outbox_order_key", "order_key", "status", "id"))
 
 
 class JobLease(Base):

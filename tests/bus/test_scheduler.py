@@ -54,3 +54,18 @@ def test_a_leased_job_runs_on_one_process_at_a_time(db_url):
         assert not leases.acquire("housekeeping", other.owner, timedelta(minutes=1))
     finally:
         bus.stop()
+
+
+def test_a_forwarder_pass_outlasting_its_interval_is_not_a_warning(caplog):
+    """Under a backlog a pass takes longer than poll_seconds; APScheduler's notice that the
+    next one was skipped is expected for that job, and only for that job."""
+    import logging
+
+    import bus.scheduler  # noqa: F401  (installs the filter)
+    logger = logging.getLogger("apscheduler.scheduler")
+    with caplog.at_level(logging.WARNING, logger="apscheduler.scheduler"):
+        logger.warning('Execution of job "%s" skipped: maximum number of running instances reached (%d)',
+                       "Forwarder.drain (trigger: interval[0:00:00.500000], next run at: now)", 1)
+        logger.warning('Execution of job "%s" skipped: maximum number of running instances reached (%d)',
+                       "Scheduler.housekeeping (trigger: interval[1:00:00])", 1)
+    assert [r.getMessage()[:40] for r in caplog.records] == ['Execution of job "Scheduler.housekeeping']
