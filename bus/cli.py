@@ -114,8 +114,40 @@ def cmd_sandbox(args) -> int:
     db_url = args.db_url or settings.sandbox_db_url
     SandboxApplication(db_url, provinces=settings.phases)  # create and seed before forking
     print(f"bssbus sandbox peers at http://{host}:{port}/peers/ (state: {db_url})", flush=True)
-    run_gunicorn(lambda: SandboxApplication(db_url, args.bus_url, provinces=settings.phases), host, port,
-                 workers=1, threads=128, name="bssbus-sandbox")  # many simulated peers share this process
+    def factory():
+        app = SandboxApplication(db_url, args.bus_url, provinces=settings.phases)
+        app.peers.login = consumer_login(settings)   # the simulated systems call the bus as its consumers
+        return app
+
+    run_gunicorn(factory, host, port, workers=1, threads=128, name="bssbus-sandbox")  # many peers, one process
+    return 0
+
+
+def consumer_login(settings):
+    """How the sandbox's systems, `bssbus call` and the demo authenticate to the bus: as the
+    consumer a request speaks for (its ORIG_DOMAIN, a bank's BANK_CODE), with the credentials
+    of the environment or the secrets file (none known: the call goes anonymous)."""
+    import os
+
+    from bus.security import load_consumers, login_for, read_secrets
+    section = settings.section("security")
+    secrets = read_secrets(os.environ.get("BSSBUS_SECRETS_FILE") or section.get("secrets_file"))
+    return login_for(load_consumers(settings.section("consumers"), secrets, os.environ))
+
+
+def cmd_hash_password(args) -> int:
+    import os
+
+    from bus.security import hash_password
+    if args.password_env:
+        password = os.environ.get(args.password_env)
+        if not password:
+            raise CliError(f"${args.password_env} is not set")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise CliError("no password given (standard input was empty)")
+    print(f"password_hash: {hash_password(password)}")
     return 0
 
 
@@ -139,7 +171,7 @@ def cmd_call(args) -> int:
     if not isinstance(data, dict) or set(data) - {"UNI_BSS_HEAD", "UNI_BSS_BODY"}:
         raise CliError("the argument file must be an object with UNI_BSS_HEAD and UNI_BSS_BODY")
     try:
-        result = BusClient(args.url).call(args.service, args.operation, data)
+        result = BusClient(args.url, login=consumer_login(_settings(args))).call(args.service, args.operation, data)
     except (TypeError, ValueError) as exc:  # zeep refuses arguments that do not fit the contract
         raise CliError(f"the arguments do not fit {args.service}.{args.operation}: {exc}") from None
     except OSError as exc:
@@ -444,6 +476,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default="http://127.0.0.1:8080", help="the bus (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
     p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser("hash-password", parents=[common], help="print a password hash for the secrets file",
+                       description="Read a password from standard input (or --password-env VAR) and print "
+                       "the password_hash line for a consumer of the secrets file. A consumer stored as a "
+                       "hash can send PasswordText or HTTP basic, not PasswordDigest (a digest needs the "
+                       "clear password on the bus side).")
+    p.add_argument("--password-env", metavar="VAR", help="take the password from this environment variable")
+    p.set_defaults(func=cmd_hash_password)
 
     p = sub.add_parser("demo", parents=[common], help="run the business flows end to end and print each hop",
                        description="Run an order, a card activation, an arrears query, a payment, a "

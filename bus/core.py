@@ -25,6 +25,8 @@ from bus.router import ContentBasedRouter, Decision
 from config.settings import Settings
 from dao.db import open_database
 from dao.group_commit import DirectCommit, GroupCommit
+from dao.nonces import NonceStore
+from bus.security import Gatekeeper, redact_credentials
 from dao.journal import Journal
 from dao.idempotency import IdempotencyStore
 from dao.outbox import OutboxStore
@@ -50,10 +52,14 @@ class Bus:
         self.scheduler: Scheduler | None = None
         self.adapters: AdapterRegistry | None = None
         self.writer: GroupCommit | DirectCommit | None = None
+        self.gatekeeper: Gatekeeper | None = None
+        self.nonces: NonceStore | None = None
 
     def start(self, engine: Engine | None = None, forwarder: bool = True) -> "Bus":
         self.engine = engine or open_database(self.settings.db_url)
         self.journal = Journal(self.engine)
+        self.nonces = NonceStore(self.engine)
+        self.gatekeeper = Gatekeeper.from_settings(self.settings, self.nonces)
         shared = self.settings.section("database").get("group_commit", True)
         self.writer = (GroupCommit if shared else DirectCommit)(self.engine)
         self.router = ContentBasedRouter.from_settings(self.settings)
@@ -92,7 +98,8 @@ class Bus:
         """The journal columns of ``message``'s inbound hop that are known when it arrives."""
         return dict(msg_id=message.msg_id, direction="in", service=message.service,
                     operation=message.operation, trans_ido=message.trans_ido, proc_id=message.proc_id,
-                    msisdn=message.msisdn, source=message.caller, request=message.raw)
+                    msisdn=message.msisdn, source=message.caller, request=redact_credentials(message.raw),
+                    consumer=getattr(message.consumer, "id", None))
 
     def receive(self, message: Message) -> int:
         """Journal an inbound request as received (before its peer is called)."""
@@ -130,7 +137,7 @@ class Bus:
         self.journal.record(msg_id=_new_id(), direction="in", service=service, operation=operation,
                             trans_ido=fault.trans_ido, source=source, status="fault",
                             rsp_code=fault.rsp_code, fault_code=fault.code, error=fault.message[:1000],
-                            request=raw, response=response, elapsed_ms=0.0)
+                            request=redact_credentials(raw), response=response, elapsed_ms=0.0)
 
     # -- routing and delivery -----------------------------------------------------------
     def handle(self, message: Message) -> tuple[Reply, Decision | None]:
@@ -141,6 +148,7 @@ class Bus:
         with its key, journal and outbox rows; anything else is journalled as received
         before its peer is called, and its key claimed in the IdempotentConsumer."""
         decision = self.router.resolve(message)
+        self.gatekeeper.authorize_province(message.consumer, message, decision.province)
         if decision.route.delivery == STORE_AND_FORWARD:
             reply = accept(self, message, decision)
             if reply is not None:

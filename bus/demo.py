@@ -18,7 +18,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from bus.cli import format_hop, open_phase_store
+from bus.cli import consumer_login, format_hop, open_phase_store
+from bus.security import login_for
 from config.settings import Settings
 from services.client import BusClient, CallResult
 from services.models.common import WSDL_DIR
@@ -247,11 +248,13 @@ def run_demo(settings: Settings, url: str | None = None, as_json: bool = False) 
     out = lines.append if as_json else (lambda s: print(s, flush=True))
     if url:
         store = open_phase_store(settings)
-        steps = run_flows(BusClient(url), Journal(store.engine), settings, store.load(), out)
+        client = BusClient(url, login=consumer_login(settings))
+        steps = run_flows(client, Journal(store.engine), settings, store.load(), out)
     else:
         with EmbeddedBus(settings) as embedded:
             out(f"bus at {embedded.url}, sandbox peers at {embedded.sandbox_url}")
-            steps = run_flows(BusClient(embedded.url), embedded.bus.journal, embedded.settings,
+            client = BusClient(embedded.url, login=login_for(embedded.bus.gatekeeper.consumers))
+            steps = run_flows(client, embedded.bus.journal, embedded.settings,
                               embedded.bus.phase_store.load(), out)
     ok = summary(steps, out)
     if as_json:

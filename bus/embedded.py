@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from bus.core import Bus
+from bus.security import login_for
 from bus.server import serve_in_thread
 from config.settings import Settings, load_settings
 from sandbox.app import SandboxApplication
@@ -40,6 +41,7 @@ class EmbeddedBus:
         server, self.url = serve_in_thread(self.app)
         self._servers.append(server)
         self.sandbox.peers.bus_url = self.url
+        self.sandbox.peers.login = login_for(self.bus.gatekeeper.consumers)
         return self
 
     def stop(self) -> None:

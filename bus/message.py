@@ -27,6 +27,7 @@ class Message:
     duplicate_of: str | None = None                   # msg_id of the first message with its key
     accepted: bool = False                            # stored for the Forwarder, not delivered yet
     journal_id: int | None = None                     # its inbound journal row, once written
+    consumer: object | None = None                    # who sent it (bus.security.Consumer), if known
 
     # -- the keys people and the router search by ---------------------------------------
     @property

@@ -67,7 +67,9 @@ class Scheduler:
         keys = self.bus.idempotency.store.purge(at)
         hops = self.bus.journal.purge(at - timedelta(days=self.journal_days))
         delivered = self.bus.outbox.purge_delivered(at - timedelta(days=self.outbox_days))
-        result = f"{keys} idempotency keys, {hops} journal hops, {delivered} delivered outbox rows purged"
+        nonces = self.bus.nonces.purge(at)
+        result = (f"{keys} idempotency keys, {hops} journal hops, {delivered} delivered outbox rows, "
+                  f"{nonces} token nonces purged")
         self.leases.ran("housekeeping", result)
         log.info("housekeeping: %s", result)
         return result

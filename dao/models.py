@@ -24,6 +24,7 @@ class JournalEntry(Base):
     __tablename__ = "journal"
 
     id: Mapped[int] = mapped_column(ID, Identity(), primary_key=True)
+    consumer: Mapped[str | None] = mapped_column(String(40))   # the authenticated caller (bus/security.py)
     msg_id: Mapped[str] = mapped_column(String(32), nullable=False)
     direction: Mapped[str] = mapped_column(String(3), nullable=False)
     service: Mapped[str | None] = mapped_column(String(40))
@@ -145,3 +146,16 @@ class JobLease(Base):
     until: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_result: Mapped[str | None] = mapped_column(String(200))
+
+
+class SecurityNonce(Base):
+    """A WS-Security UsernameToken nonce already accepted (bus/security.py): a replay of its
+    token is refused by every worker and node; purged once the token could not pass anyway."""
+
+    __tablename__ = "security_nonce"
+
+    consumer: Mapped[str] = mapped_column(String(40), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(100), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (Index("ix_security_nonce_expires_at", "expires_at"),)

@@ -69,6 +69,7 @@ class Peers:
     def __init__(self, engine: Engine, bus_url: str | None = None, provisioning_delay: float = 0.3):
         self.engine = engine
         self.bus_url = bus_url
+        self.login = None   # credentials for calls through the bus (bus.security.login_for)
         self.provisioning_delay = provisioning_delay   # seconds a province takes to "activate"
         self._client = None
         self._lock = threading.Lock()
@@ -546,7 +547,7 @@ class Peers:
         with self._lock:
             if self._client is None:
                 from services.client import BusClient
-                self._client = BusClient(self.bus_url)
+                self._client = BusClient(self.bus_url, login=self.login)
             return self._client
 
     # -- top-up card system -------------------------------------------------------------------

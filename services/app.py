@@ -81,7 +81,10 @@ class BusApplication:
                           head=to_dict(head, UniBssHead), body=to_dict(body, operation.request),
                           raw=exchange.raw, charset=exchange.request.charset)
         exchange.context["message"] = message
+        gatekeeper = self.bus.gatekeeper
         try:
+            message.consumer = gatekeeper.identify(exchange.request.envelope, exchange.context.get("authorization"))
+            gatekeeper.authorize(message.consumer, message)
             reply, decision = self.bus.handle(message)
         except BusFault as fault:
             fault.trans_ido = fault.trans_ido or message.trans_ido
@@ -152,7 +155,7 @@ class BusApplication:
             self.bus.reject(raw, fault, service=name[:40])
             self.metrics.count(name[:40], None, fault.code)
             return self._soap_fault(fault, environ)
-        exchange = endpoint.serve(environ)
+        exchange = endpoint.serve(environ, context={"authorization": environ.get("HTTP_AUTHORIZATION")})
         message = exchange.context.get("message")
         if message is not None:
             self.bus.complete(message, exchange.response, exchange.fault,

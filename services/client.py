@@ -45,8 +45,12 @@ class CallResult:
 class BusClient:
     """Calls ``<base_url>/ws/<Service>`` with zeep; thread-safe, one zeep Client per service."""
 
-    def __init__(self, base_url: str, timeout: float = 30.0):
+    def __init__(self, base_url: str, timeout: float = 30.0, login=None):
+        """``login(args)``: the SOAP header (a ``wsse:Security`` element, see
+        :func:`bus.security.username_token` / :func:`bus.security.login_for`) to send with a
+        call, or None; a fresh one a call, so each carries its own Nonce and Created."""
         self.base_url = base_url.rstrip("/")
+        self.login = login
         session = requests.Session()
         session.trust_env = False  # no proxy/netrc look-ups in os.environ on every call
         session.mount("http://", HTTPAdapter(pool_maxsize=32))
@@ -77,7 +81,9 @@ class BusClient:
                            f"{', '.join(CONTRACTS[service].operations)}")
         started = time.perf_counter()
         try:
-            result = getattr(self._service(service), operation)(**args)
+            header = self.login(args) if self.login else None
+            extra = {"_soapheaders": [header]} if header is not None else {}
+            result = getattr(self._service(service), operation)(**args, **extra)
         except zeep.exceptions.Fault as fault:
             code = (fault.code or "").split(":", 1)[-1]  # "soap:Client.X" -> "Client.X"
             return CallResult(None, None, code, fault.message,

@@ -33,8 +33,11 @@ def test_housekeeping_purges_expired_keys_old_hops_and_delivered_messages(db_url
         bus.outbox.delivered(row, 1)
         with bus.engine.begin() as conn:
             conn.execute(O.update().where(O.c.id == row).values(delivered_at=now() - timedelta(days=2)))
+        assert bus.nonces.remember("ICBC", "bm9uY2U=", now() - timedelta(seconds=1))
+        assert bus.nonces.remember("ICBC", "c3RpbGw=", now() + timedelta(hours=1))
         result = bus.scheduler.housekeeping()
-        assert result == "1 idempotency keys, 1 journal hops, 1 delivered outbox rows purged"
+        assert result == "1 idempotency keys, 1 journal hops, 1 delivered outbox rows, 1 token nonces purged"
+        assert not bus.nonces.remember("ICBC", "c3RpbGw=", now()), "an unexpired nonce stays: still a replay"
         assert [r["msg_id"] for r in bus.journal.search(limit=10)] == ["new"]
         assert bus.idempotency.store.get("T:BANK:gone") is None and bus.outbox.get(row) is None
         (lease,) = LeaseStore(bus.engine).all()
