@@ -26,7 +26,7 @@ from config.settings import Settings
 from dao.db import open_database
 from dao.group_commit import DirectCommit, GroupCommit
 from dao.nonces import NonceStore
-from bus.security import Gatekeeper, redact_credentials
+from bus.security import Gatekeeper, RateLimiter, redact_credentials
 from dao.journal import Journal
 from dao.idempotency import IdempotencyStore
 from dao.outbox import OutboxStore
@@ -53,6 +53,7 @@ class Bus:
         self.adapters: AdapterRegistry | None = None
         self.writer: GroupCommit | DirectCommit | None = None
         self.gatekeeper: Gatekeeper | None = None
+        self.limiter: RateLimiter | None = None
         self.nonces: NonceStore | None = None
 
     def start(self, engine: Engine | None = None, forwarder: bool = True) -> "Bus":
@@ -60,6 +61,7 @@ class Bus:
         self.journal = Journal(self.engine)
         self.nonces = NonceStore(self.engine)
         self.gatekeeper = Gatekeeper.from_settings(self.settings, self.nonces)
+        self.limiter = RateLimiter.from_settings(self.settings)
         shared = self.settings.section("database").get("group_commit", True)
         self.writer = (GroupCommit if shared else DirectCommit)(self.engine)
         self.router = ContentBasedRouter.from_settings(self.settings)

@@ -109,6 +109,13 @@ class PeerFault(ServerFault):
     rsp_code = "9003"
 
 
+class Busy(ServerFault):
+    """Not now: the same key is still being handled, or the caller is over its rate limit;
+    the caller may retry in a moment."""
+    code = "Server.Busy"
+    rsp_code = "9004"
+
+
 class InternalError(ServerFault):
     code = "Server.InternalError"
     rsp_code = "9999"

@@ -16,7 +16,7 @@ import time
 from datetime import timedelta
 from typing import Callable
 
-from bus.faults import BusFault, ClientFault, ServerFault
+from bus.faults import BusFault, Busy, ClientFault
 from bus.message import Message, Reply
 from dao.idempotency import IdempotencyStore
 
@@ -33,12 +33,6 @@ class DuplicateKey(ClientFault):
     """The key (a bank serial, a TRANS_IDO...) was already used for a different request."""
     code = "Client.DuplicateKey"
     rsp_code = "8007"
-
-
-class Busy(ServerFault):
-    """The same key is still being handled by another request; the caller may retry."""
-    code = "Server.Busy"
-    rsp_code = "9004"
 
 
 def key_of(message: Message) -> str:

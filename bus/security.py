@@ -42,7 +42,7 @@ from pathlib import Path
 import yaml
 from lxml import etree
 
-from bus.faults import ClientFault
+from bus.faults import Busy, ClientFault
 from config.settings import ConfigError
 
 log = logging.getLogger("bssbus.security")
@@ -155,10 +155,11 @@ def load_consumers(spec: dict | None, secrets_spec: dict, env) -> dict[str, Cons
     for cid, item in (spec or {}).items():
         if not isinstance(item, dict):
             raise SecurityConfigError(f"consumers.{cid} must be a mapping (domain, services, ...)")
-        unknown = set(item) - {"domain", "services", "bank_code", "provinces", "password", "password_hash"}
+        unknown = set(item) - {"domain", "services", "bank_code", "provinces", "rate_limit", "password",
+                               "password_hash"}
         if unknown:
             raise SecurityConfigError(f"consumers.{cid}: unknown setting {', '.join(sorted(unknown))}; a consumer "
-                                      "takes domain, services, bank_code, provinces")
+                                      "takes domain, services, bank_code, provinces, rate_limit")
         if "password" in item or "password_hash" in item:
             raise SecurityConfigError(f"consumers.{cid}: credentials do not belong in the configuration; set "
                                       f"BSSBUS_CONSUMER_{_env_name(cid)}_PASSWORD or put them in the secrets file")
@@ -380,3 +381,78 @@ def login_for(consumers: dict[str, Consumer], digest: bool = True):
                 return username_token(consumer.id, consumer.password, digest)
         return None
     return login
+
+
+@dataclass
+class Limit:
+    per_second: float
+    burst: float
+    in_flight: int | None = None
+
+    @classmethod
+    def parse(cls, spec, where: str) -> "Limit | None":
+        if spec is None:
+            return None
+        if not isinstance(spec, dict) or set(spec) - {"per_second", "burst", "in_flight"} or "per_second" not in spec:
+            raise SecurityConfigError(f"{where}: a mapping of per_second (and burst, in_flight), e.g. "
+                                      "{per_second: 50, burst: 100, in_flight: 16}")
+        rate = float(spec["per_second"])
+        burst = float(spec.get("burst", max(1.0, rate)))
+        in_flight = spec.get("in_flight")
+        if rate <= 0 or burst < 1 or (in_flight is not None and int(in_flight) < 1):
+            raise SecurityConfigError(f"{where}: per_second > 0, burst >= 1, in_flight >= 1")
+        return cls(rate, burst, int(in_flight) if in_flight is not None else None)
+
+
+class RateLimiter:
+    """A token bucket (``per_second``, ``burst``) and a cap on calls in flight, per consumer
+    (or per ORIG_DOMAIN for anonymous callers), in this bus process: a caller over its limit
+    gets ``Server.Busy`` at once instead of a place in an unbounded queue, so one consumer
+    flooding the bus cannot take the threads the others need. With several workers each has
+    its own buckets: give each worker its share of a consumer's limit."""
+
+    def __init__(self, default: Limit | None, limits: dict[str, Limit], clock=None):
+        import threading
+        import time
+        self.default, self.limits = default, limits
+        self.clock = clock or time.monotonic
+        self._lock = threading.Lock()
+        self._buckets: dict[str, list[float]] = {}   # key -> [tokens, last refill]
+        self._in_flight: dict[str, int] = {}
+
+    @classmethod
+    def from_settings(cls, settings) -> "RateLimiter":
+        default = Limit.parse(settings.section("security").get("rate_limit"), "security.rate_limit")
+        limits = {}
+        for cid, item in (settings.section("consumers") or {}).items():
+            limit = Limit.parse((item or {}).get("rate_limit"), f"consumers.{cid}.rate_limit")
+            if limit is not None:
+                limits[str(cid)] = limit
+        return cls(default, limits)
+
+    def acquire(self, key: str, trans_ido: str | None = None) -> "callable":
+        """Take one call's place for ``key``; returns the function that gives it back."""
+        limit = self.limits.get(key, self.default)
+        if limit is None:
+            return _nothing
+        with self._lock:
+            now = self.clock()
+            tokens, last = self._buckets.get(key, [limit.burst, now])
+            tokens = min(limit.burst, tokens + (now - last) * limit.per_second)
+            busy = tokens < 1 or (limit.in_flight is not None and self._in_flight.get(key, 0) >= limit.in_flight)
+            if busy:
+                self._buckets[key] = [tokens, now]
+                raise Busy(f"{key} sends faster than its limit ({limit.per_second:g}/s, bursts of {limit.burst:g}"
+                           + (f", {limit.in_flight} at a time" if limit.in_flight else "")
+                           + "); retry in a moment.", trans_ido)
+            self._buckets[key] = [tokens - 1, now]
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+
+        def release():
+            with self._lock:
+                self._in_flight[key] -= 1
+        return release
+
+
+def _nothing() -> None:
+    return None

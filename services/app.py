@@ -85,7 +85,12 @@ class BusApplication:
         try:
             message.consumer = gatekeeper.identify(exchange.request.envelope, exchange.context.get("authorization"))
             gatekeeper.authorize(message.consumer, message)
-            reply, decision = self.bus.handle(message)
+            release = self.bus.limiter.acquire(getattr(message.consumer, "id", None)
+                                               or f"anonymous {message.caller}", message.trans_ido)
+            try:
+                reply, decision = self.bus.handle(message)
+            finally:
+                release()
         except BusFault as fault:
             fault.trans_ido = fault.trans_ido or message.trans_ido
             exchange.context[FAULT_KEY] = fault

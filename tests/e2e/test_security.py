@@ -23,7 +23,7 @@ from tests.e2e.conftest import make_args, post, wait_for
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 PASSWORDS = {"ESALES": "es-pass", "HQCRM": "hq-pass", "PCRM": "pc-pass", "TOPUP": "tu-pass", "VAC": "vac-pass",
-             "ICBC": "icbc-pass", "CCB": "ccb-pass", "BOC71": "boc-pass"}
+             "ICBC": "icbc-pass", "CCB": "ccb-pass", "BOC71": "boc-pass", "FLOOD": "fl-pass"}
 
 
 def secure_settings(tmp_path, **security):
@@ -36,6 +36,8 @@ def secure_settings(tmp_path, **security):
                                     secrets_file=str(secrets), **security)
     settings.raw["consumers"]["BOC71"] = {"domain": "BANK", "bank_code": "BOC", "provinces": ["71"],
                                           "services": {"BankPayment": "all"}}
+    settings.raw["consumers"]["FLOOD"] = {"domain": "BANK", "bank_code": "ABC", "services": {"BankPayment": "all"},
+                                          "rate_limit": {"per_second": 0.1, "burst": 3}}
     return settings
 
 
@@ -245,3 +247,19 @@ def test_hash_password_prints_a_hash_the_bus_accepts(capsys, monkeypatch):
     assert verify_hash(stored, "s3cret") and not verify_hash(stored, "s3cret ")
     monkeypatch.delenv("NEW_BANK_PASSWORD")
     assert bssbus(["hash-password", "--password-env", "NEW_BANK_PASSWORD"]) == 2
+
+
+def test_a_consumer_over_its_rate_limit_gets_server_busy_and_the_others_go_on(secure):
+    u = a_user("51")
+    codes = []
+    for _ in range(6):
+        status, _, body = call(secure, "BankPayment", "QueryArrears", arrears(u, bank="ABC"),
+                               username_token("FLOOD", PASSWORDS["FLOOD"]))
+        codes.append(rsp_code(body) if status == 200 else fault_of(body)[0])
+        status, _, body = call(secure, "BankPayment", "QueryArrears", arrears(u),
+                               username_token("ICBC", PASSWORDS["ICBC"]))
+        assert status == 200, "another consumer is not held up"
+    assert codes == ["0000"] * 3 + ["Server.Busy"] * 3
+    status, _, body = call(secure, "BankPayment", "QueryArrears", arrears(u, bank="ABC"),
+                           username_token("FLOOD", PASSWORDS["FLOOD"]))
+    assert "faster than its limit" in fault_of(body)[1]
