@@ -23,7 +23,10 @@ to the caller; the real reason goes to the bus's log only. Then "may it?"
 bank's own BANK_CODE and its provinces; refused: ``Client.NotAuthorized`` with the reason.
 
 ``security.authentication``: ``required`` (every call identified), ``optional`` (identified
-when credentials come, anonymous otherwise; for moving callers over) or ``off``.
+when credentials come, anonymous otherwise; for moving callers over), ``off``, or ``auto``
+(the default): ``off`` while every peer is a sandbox peer (the embedded defaults, the demo,
+the tests), ``required`` as soon as one peer is real, so a bus wired to real systems never
+serves anonymous callers by default and does not start without its consumers' credentials.
 """
 from __future__ import annotations
 
@@ -53,7 +56,7 @@ PASSWORD_TEXT = ("http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-userna
                  "#PasswordText")
 PASSWORD_DIGEST = ("http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0"
                    "#PasswordDigest")
-MODES = ("required", "optional", "off")
+MODES = ("auto", "required", "optional", "off")
 ALL = "*"
 
 
@@ -149,6 +152,18 @@ class SecurityConfigError(ConfigError):
     """A consumer or credential setting the bus cannot start with."""
 
 
+def only_sandbox_peers(settings) -> bool:
+    """True when every peer (and every province override) is served by the sandbox."""
+    sandbox = settings.sandbox_url
+    if not sandbox:
+        return False
+    for peer in settings.peers.values():
+        urls = [peer.url] + [str(over.get("url", peer.url)) for _, over in peer.provinces]
+        if not all(url.startswith(sandbox) for url in urls):
+            return False
+    return True
+
+
 def load_consumers(spec: dict | None, secrets_spec: dict, env) -> dict[str, Consumer]:
     """Consumers of config ``consumers:`` with their credentials from ``env`` / the secrets file."""
     out = {}
@@ -219,8 +234,10 @@ class Gatekeeper:
         section = settings.section("security")
         secrets_spec = read_secrets(env.get("BSSBUS_SECRETS_FILE") or section.get("secrets_file"))
         consumers = load_consumers(settings.section("consumers"), secrets_spec, env)
-        return cls(str(section.get("authentication", "off")), consumers, nonces,
-                   float(section.get("created_window_seconds", 300)))
+        mode = str(section.get("authentication", "auto"))
+        if mode == "auto":   # anonymous only while every peer is a sandbox peer
+            mode = "off" if only_sandbox_peers(settings) else "required"
+        return cls(mode, consumers, nonces, float(section.get("created_window_seconds", 300)))
 
     # -- who is it? ---------------------------------------------------------------------------
     def identify(self, envelope: etree._Element | None, authorization: str | None,

@@ -263,3 +263,14 @@ def test_a_consumer_over_its_rate_limit_gets_server_busy_and_the_others_go_on(se
     status, _, body = call(secure, "BankPayment", "QueryArrears", arrears(u, bank="ABC"),
                            username_token("FLOOD", PASSWORDS["FLOOD"]))
     assert "faster than its limit" in fault_of(body)[1]
+
+
+def test_auto_is_off_with_sandbox_peers_only_and_required_once_a_peer_is_real():
+    settings = load_settings(env={}).copy()
+    settings.set_sandbox_url("http://127.0.0.1:8090")
+    assert Gatekeeper.from_settings(settings, env={}).mode == "off"
+    settings.raw["peers"]["hq_billing"] = dict(settings.raw["peers"]["hq_billing"], url="http://billing.hq:7001/ws")
+    with pytest.raises(SecurityConfigError, match="no credentials for consumer"):
+        Gatekeeper.from_settings(settings, env={})
+    env = {f"BSSBUS_CONSUMER_{cid}_PASSWORD": "x" for cid in settings.raw["consumers"]}
+    assert Gatekeeper.from_settings(settings, env=env).mode == "required"
