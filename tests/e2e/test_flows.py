@@ -267,7 +267,8 @@ def test_a_peer_fault_becomes_a_server_fault_naming_the_peer(sqlite_bus):
 def test_a_slow_peer_times_out_and_an_absent_one_is_unavailable(tmp_path):
     override = tmp_path / "peers.yaml"
     override.write_text("peers:\n  province_billing:\n    timeout: 0.5\n"
-                        "  hq_billing:\n    url: http://127.0.0.1:9/peers/hq_billing\n", encoding="utf-8")
+                        "  hq_billing:\n    url: http://127.0.0.1:9/peers/hq_billing\n"
+                        "security:\n  authentication: 'off'\n", encoding="utf-8")   # a real peer's address
     with EmbeddedBus(load_settings(override, env={}), workdir=tmp_path) as embedded:
         client = BusClient(embedded.url)
         u = user("76")
