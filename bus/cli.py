@@ -107,6 +107,7 @@ def cmd_serve(args) -> int:
 def cmd_sandbox(args) -> int:
     from bus.server import run_gunicorn
     from sandbox.app import SandboxApplication
+    from sandbox.auth import gate_for
 
     settings = _settings(args)
     host = args.host or settings.section("sandbox").get("host", "127.0.0.1")
@@ -114,7 +115,9 @@ def cmd_sandbox(args) -> int:
     db_url = args.db_url or settings.sandbox_db_url
     SandboxApplication(db_url, provinces=settings.phases)  # create and seed before forking
     print(f"bssbus sandbox peers at http://{host}:{port}/peers/ (state: {db_url})", flush=True)
-    run_gunicorn(lambda: SandboxApplication(db_url, args.bus_url, provinces=settings.phases), host, port,
+    credentials = gate_for(settings, settings.phases)   # what the peers demand (sandbox.require_auth)
+    run_gunicorn(lambda: SandboxApplication(db_url, args.bus_url, provinces=settings.phases,
+                                            credentials=credentials), host, port,
                  workers=1, threads=128, name="bssbus-sandbox")  # many simulated peers share this process
     return 0
 
