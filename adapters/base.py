@@ -16,6 +16,7 @@ for the breaker.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -68,11 +69,35 @@ _wsdl_documents: dict[str, zeep.wsdl.Document] = {}
 
 
 class PeerTransport(Transport):
-    """zeep's Transport, logging what it posts (at debug level) with passwords masked."""
+    """zeep's Transport, logging what it posts and receives (at debug level) with passwords
+    masked and in whatever charset it travels (zeep's own log decodes it as UTF-8, and fails on
+    a GBK request)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.logger = WIRE_LOG
+
+    def post(self, address, message, headers):
+        debug = self.logger.isEnabledFor(logging.DEBUG)
+        if debug:
+            self.logger.debug("HTTP Post to %s:\n%s", address, _text(mask_passwords(message)))
+        response = self.session.post(address, data=message, headers=headers, timeout=self.operation_timeout)
+        if debug:
+            self.logger.debug("HTTP Response from %s (status: %d):\n%s", address, response.status_code,
+                              _text(response.content))
+        return response
+
+
+def _text(data) -> str:
+    """Bytes of a message as text for a log line: UTF-8, else GB18030, else with replacements."""
+    if not isinstance(data, bytes):
+        return str(data)
+    for charset in ("utf-8", "gb18030"):
+        try:
+            return data.decode(charset)
+        except UnicodeDecodeError:
+            pass
+    return data.decode("utf-8", errors="replace")
 
 
 def zeep_settings() -> zeep.Settings:

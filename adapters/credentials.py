@@ -12,7 +12,7 @@ Each peer's ``auth`` (``config.settings.PeerAuth``) names a scheme:
 The user name may hold ``{province}``: it is filled in for the province of each call
 (:meth:`Credentials.use`). A password never leaves the process except on the wire to its
 peer: :func:`mask_passwords` blanks every ``Password`` element in what the journal keeps and
-in zeep's debug log, and the basic-auth header is neither journalled nor logged.
+in the debug log of what is posted, and the basic-auth header is neither journalled nor logged.
 
 A peer that refuses the bus's credentials (a WS-Security fault such as
 ``wsse:FailedAuthentication`` or ``Client.FailedAuthentication``, or HTTP 401/403) is the
@@ -49,20 +49,8 @@ def mask_passwords(data: bytes) -> bytes:
     return _PASSWORD.sub(lambda m: m.group(1) + MASK + m.group(2), data)
 
 
-class _MaskPasswordsFilter(logging.Filter):
-    """Blanks passwords in zeep's debug log of what it posts (``HTTP Post to %s:\\n%s``)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(mask_passwords(a) if isinstance(a, bytes)
-                                else mask_passwords(a.encode()).decode() if isinstance(a, str) else a
-                                for a in record.args)
-        return True
-
-
-#: the logger of every adapter's zeep Transport (a child of zeep's, so zeep's level applies)
+#: the logger of what every adapter posts (a child of zeep's, so zeep's level applies)
 WIRE_LOG = logging.getLogger("zeep.transports.bssbus")
-WIRE_LOG.addFilter(_MaskPasswordsFilter())
 
 
 def basic_authorization(username: str, password: str) -> str:
