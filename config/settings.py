@@ -184,7 +184,7 @@ class PeerAuth:
                               f"username: NAME}}, the password in ${variable}")
         if "password" in spec:
             raise ConfigError(f"{where}.password: a password does not belong in the configuration "
-                              f"(it is kept in the repository); set the environment variable {variable}, "
+                              f"files (they are versioned and shared); set the environment variable {variable}, "
                               f"or name a file outside the checkout in {where}.password_file")
         for key in spec:
             if key not in AUTH_KEYS:
