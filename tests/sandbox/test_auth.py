@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import os
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
