@@ -8,9 +8,15 @@ unreadable answer, a refused connection or a timeout becomes a ``Server`` fault 
 Every call goes through the :class:`~bus.breaker.CircuitBreaker` of its endpoint (the resolved
 peer name, e.g. ``BILLING-51``), which the :class:`AdapterRegistry` holds for the process: while
 it is open the call fails fast with ``Server.PeerUnavailable`` and nothing goes on the wire.
+
+A peer with ``auth`` gets its credentials on every call (adapters/credentials.py: WS-Security
+UsernameToken or HTTP basic); what the journal keeps of a request has its password masked, and
+a peer that refuses the credentials is a ``Server.PeerFault`` (the bus's problem) and a failure
+for the breaker.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -23,6 +29,7 @@ from zeep.helpers import serialize_object
 from zeep.plugins import Plugin
 from zeep.transports import Transport
 
+from adapters.credentials import WIRE_LOG, Credentials, mask_passwords, refused_credentials
 from bus.breaker import CircuitBreakers, is_peer_failure
 from bus.faults import BusFault, PeerFault, PeerTimeout, PeerUnavailable
 from bus.message import Message, Reply
@@ -34,13 +41,14 @@ POOL_SIZE = 64
 
 
 class _RawCapture(Plugin):
-    """zeep plugin keeping the last envelope sent and received, per thread, for the journal."""
+    """zeep plugin keeping the last envelope sent (passwords masked) and received, per thread,
+    for the journal."""
 
     def __init__(self):
         self.local = threading.local()
 
     def egress(self, envelope, http_headers, operation, binding_options):
-        self.local.sent = etree.tostring(envelope, encoding="utf-8")
+        self.local.sent = mask_passwords(etree.tostring(envelope, encoding="utf-8"))
         self.local.received = b""
         return envelope, http_headers
 
@@ -58,6 +66,38 @@ class _RawCapture(Plugin):
 
 _wsdl_lock = threading.Lock()
 _wsdl_documents: dict[str, zeep.wsdl.Document] = {}
+
+
+class PeerTransport(Transport):
+    """zeep's Transport, logging what it posts and receives (at debug level) with passwords
+    masked and in whatever charset it travels (zeep's own log decodes it as UTF-8, and fails on
+    a GBK request)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.logger = WIRE_LOG
+
+    def post(self, address, message, headers):
+        debug = self.logger.isEnabledFor(logging.DEBUG)
+        if debug:
+            self.logger.debug("HTTP Post to %s:\n%s", address, _text(mask_passwords(message)))
+        response = self.session.post(address, data=message, headers=headers, timeout=self.operation_timeout)
+        if debug:
+            self.logger.debug("HTTP Response from %s (status: %d):\n%s", address, response.status_code,
+                              _text(response.content))
+        return response
+
+
+def _text(data) -> str:
+    """Bytes of a message as text for a log line: UTF-8, else GB18030, else with replacements."""
+    if not isinstance(data, bytes):
+        return str(data)
+    for charset in ("utf-8", "gb18030"):
+        try:
+            return data.decode(charset)
+        except UnicodeDecodeError:
+            pass
+    return data.decode("utf-8", errors="replace")
 
 
 def zeep_settings() -> zeep.Settings:
@@ -79,8 +119,9 @@ class Adapter:
         pooled = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
         self.session.mount("http://", pooled)
         self.session.mount("https://", pooled)
-        self.transport = Transport(session=self.session, timeout=peer.timeout,
-                                   operation_timeout=peer.timeout)
+        self.transport = PeerTransport(session=self.session, timeout=peer.timeout,
+                                       operation_timeout=peer.timeout)
+        self.credentials = Credentials(peer.auth)   # runs before the capture: it sees the token
         self._clients: dict[str, zeep.Client] = {}
         self._proxies: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
@@ -94,7 +135,7 @@ class Adapter:
                 client = self._clients.get(service)
                 if client is None:
                     client = zeep.Client(str(self.wsdl_path(service)), transport=self.transport,
-                                         settings=zeep_settings(), plugins=[self.capture])
+                                         settings=zeep_settings(), plugins=[self.credentials, self.capture])
                     self._clients[service] = client
         return client
 
@@ -171,11 +212,14 @@ class Adapter:
         name = decision.peer_name
         url = self.endpoint(message.service, decision.url)
         self.capture.reset()
+        self.credentials.use(decision.province)
         started = time.perf_counter()
         try:
             try:
                 head, body = self.exchange(self.proxy(message.service, url), message, decision)
             except zeep.exceptions.Fault as exc:
+                if refusal := refused_credentials(exc):
+                    raise self.credentials_refused(message, decision, refusal) from None
                 raise PeerFault(f"Peer {name} answered {message.operation} with a SOAP fault "
                                 f"({exc.code}): {exc.message}", message.trans_ido, peer=name) from None
             except requests.Timeout:
@@ -186,6 +230,8 @@ class Adapter:
                                       message.trans_ido, peer=name) from None
             except (zeep.exceptions.TransportError, zeep.exceptions.XMLSyntaxError,
                     zeep.exceptions.ValidationError, etree.XMLSyntaxError, zeep.exceptions.Error) as exc:
+                if refusal := refused_credentials(exc):   # HTTP 401/403 without a SOAP fault
+                    raise self.credentials_refused(message, decision, refusal) from None
                 raise PeerFault(f"Peer {name} gave an answer to {message.operation} the bus cannot use: "
                                 f"{exc}", message.trans_ido, peer=name) from None
         except BusFault as fault:   # keep what went over the wire, for the journal
@@ -195,6 +241,16 @@ class Adapter:
         sent, received = self.capture.take()
         return Reply(head=head, body=body, peer=name, raw_request=sent, raw_response=received,
                      elapsed_ms=elapsed)
+
+    def credentials_refused(self, message: Message, decision, refusal: str) -> PeerFault:
+        """The Server fault for a peer that refused the bus's credentials (or their absence):
+        the bus's configuration must change, not the caller's request."""
+        name, where = decision.peer_name, self.peer.auth_where
+        what = f"the bus sends it none; configure {where}" if self.peer.auth is None else f"check {where}"
+        fault = PeerFault(f"Peer {name} refused the bus's credentials for {message.operation} "
+                          f"({refusal}): {what}.", message.trans_ido, peer=name)
+        fault.credentials_refused = True
+        return fault
 
 
 # -- what one call tells the CircuitBreaker ---------------------------------------------------
@@ -213,13 +269,14 @@ def breaker_verdict(exc: BaseException) -> str | None:
     FAILURE: ``PeerUnavailable`` (refused or dropped connection), ``PeerTimeout``, and a
     ``PeerFault`` once the request went on the wire: a SOAP Server fault, an unusable answer,
     a legacy "system error". SUCCESS: a SOAP Client fault (the peer is up, and rejects this
-    request). None, counting nothing: the bus's own bugs, client faults, and a ``PeerFault``
+    request), unless it refuses the bus's credentials: that is a FAILURE (the bus cannot use the
+    peer until its configuration is fixed). None, counting nothing: the bus's own bugs, client faults, and a ``PeerFault``
     raised before anything was sent (the message cannot be mapped to the peer's contract).
     A reply, whatever its RSP_CODE, is a SUCCESS (a business refusal is an answer).
     """
     if not is_peer_failure(exc):
         return None
-    if isinstance(exc, (PeerUnavailable, PeerTimeout)):
+    if isinstance(exc, (PeerUnavailable, PeerTimeout)) or getattr(exc, "credentials_refused", False):
         return FAILURE
     if not getattr(exc, "sent", b""):
         return None

@@ -49,9 +49,8 @@ from lxml import etree
 from zeep.exceptions import TransportError
 from zeep.helpers import serialize_object
 from zeep.loader import parse_xml
-from zeep.transports import Transport
-
-from adapters.base import Adapter, _RawCapture
+from adapters.base import Adapter, PeerTransport, _RawCapture
+from adapters.credentials import mask_passwords
 from adapters.money import fen_to_yuan, yuan_to_fen
 from bus.faults import ClientFault, PeerFault
 from bus.message import Message
@@ -120,8 +119,8 @@ class _Fields(dict):
 # -- the wire: GBK both ways ----------------------------------------------------------------
 
 class WireCapture(_RawCapture):
-    """The bytes as they travelled (GBK), kept by :class:`GbkTransport` for the journal,
-    rather than zeep's envelope before encoding."""
+    """The bytes as they travelled (GBK; a password masked), kept by :class:`GbkTransport` for
+    the journal, rather than zeep's envelope before encoding."""
 
     def egress(self, envelope, http_headers, operation, binding_options):
         self.local.sent = self.local.received = b""
@@ -150,7 +149,7 @@ def to_utf8(raw: bytes, content_type: str | None) -> bytes:
     return _XML_DECL.sub(b"", text.encode("utf-8"), count=1)
 
 
-class GbkTransport(Transport):
+class GbkTransport(PeerTransport):
     """zeep Transport (an outbound plugin on the call) that posts GBK, saying so in the HTTP
     ``charset`` and the XML declaration, and reads GBK (or whatever the answer declares)."""
 
@@ -163,7 +162,7 @@ class GbkTransport(Transport):
         message = etree.tostring(envelope, xml_declaration=True, encoding=self.charset)
         headers = dict(headers)
         headers["Content-Type"] = f"text/xml; charset={self.charset}"
-        self.capture.local.sent = message
+        self.capture.local.sent = mask_passwords(message)
         response = self.post(address, message, headers)
         self.capture.local.received = response.content
         response._content = to_utf8(response.content, response.headers.get("Content-Type"))

@@ -107,6 +107,7 @@ def cmd_serve(args) -> int:
 def cmd_sandbox(args) -> int:
     from bus.server import run_gunicorn
     from sandbox.app import SandboxApplication
+    from sandbox.auth import gate_for
 
     settings = _settings(args)
     host = args.host or settings.section("sandbox").get("host", "127.0.0.1")
@@ -114,8 +115,10 @@ def cmd_sandbox(args) -> int:
     db_url = args.db_url or settings.sandbox_db_url
     SandboxApplication(db_url, provinces=settings.phases)  # create and seed before forking
     print(f"bssbus sandbox peers at http://{host}:{port}/peers/ (state: {db_url})", flush=True)
+    credentials = gate_for(settings, settings.phases)   # what the peers demand (sandbox.require_auth)
+
     def factory():
-        app = SandboxApplication(db_url, args.bus_url, provinces=settings.phases)
+        app = SandboxApplication(db_url, args.bus_url, provinces=settings.phases, credentials=credentials)
         app.peers.login = consumer_login(settings)   # the simulated systems call the bus as its consumers
         return app
 

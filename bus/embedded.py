@@ -12,6 +12,7 @@ from bus.security import login_for
 from bus.server import serve_in_thread
 from config.settings import Settings, load_settings
 from sandbox.app import SandboxApplication
+from sandbox.auth import gate_for
 from services.app import BusApplication
 
 
@@ -31,7 +32,8 @@ class EmbeddedBus:
         self._servers = []
 
     def start(self) -> "EmbeddedBus":
-        self.sandbox = SandboxApplication(self.sandbox_db_url, provinces=self.settings.phases)
+        self.sandbox = SandboxApplication(self.sandbox_db_url, provinces=self.settings.phases,
+                                          credentials=gate_for(self.settings, self.settings.phases))
         server, self.sandbox_url = serve_in_thread(self.sandbox)
         self._servers.append(server)
         self.settings.set_sandbox_url(self.sandbox_url)

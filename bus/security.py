@@ -230,7 +230,7 @@ class Gatekeeper:
 
     @classmethod
     def from_settings(cls, settings, nonces=None, env=None) -> "Gatekeeper":
-        env = os.environ if env is None else env
+        env = env if env is not None else (settings.env if getattr(settings, "env", None) is not None else os.environ)
         section = settings.section("security")
         secrets_spec = read_secrets(env.get("BSSBUS_SECRETS_FILE") or section.get("secrets_file"))
         consumers = load_consumers(settings.section("consumers"), secrets_spec, env)

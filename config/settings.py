@@ -9,13 +9,18 @@ given with ``--config`` (or ``BSSBUS_CONFIG``), then the environment:
 ``BSSBUS_DATA_DIR``         folder for SQLite files and run-time state
 ``BSSBUS_SANDBOX_URL``      base URL of the sandbox peers (``{sandbox}`` in peer URLs)
 ``BSSBUS_SEGMENTS_FILE``    the number-segment CSV
+``BSSBUS_PEER_<KEY>_PASSWORD``  the password the bus sends peer ``<KEY>`` (see :class:`PeerAuth`)
 ==========================  =============================================
+
+Secrets are never read from a configuration file: a peer's password comes from the
+environment or from a file outside the checkout (``peers.<key>.auth``, :class:`PeerAuth`).
 """
 from __future__ import annotations
 
 import copy
 import difflib
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,7 @@ ENV_OVERRIDES = {
 }
 
 PHASES = (2, 3)
+PROJECT_DIR = CONFIG_DIR.parent
 
 
 class ConfigError(ValueError):
@@ -123,13 +129,127 @@ class BreakerConfig:
         return config
 
 
+AUTH_SCHEMES = ("username_token", "username_token_digest", "basic")
+AUTH_KEYS = ("scheme", "username", "password_env", "password_file")
+
+
+def password_variable(key: str, province: str | None = None) -> str:
+    """The environment variable holding the password of peer ``key`` (of one province's override):
+    ``BSSBUS_PEER_PROVINCE_BILLING_PASSWORD``, ``BSSBUS_PEER_PROVINCE_BILLING_34_PASSWORD``."""
+    name = key if province is None else f"{key}_{province}"
+    return "BSSBUS_PEER_" + re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_") + "_PASSWORD"
+
+
+@dataclass(frozen=True)
+class PeerAuth:
+    """The credentials the bus sends one peer (``peers.<key>.auth``, or a province's own
+    ``peers.<key>.provinces.<code>.auth``):
+
+    ``scheme``
+        ``username_token`` (WS-Security UsernameToken, PasswordText), ``username_token_digest``
+        (PasswordDigest: Base64(SHA-1(nonce + created + password)), with Nonce and Created) or
+        ``basic`` (HTTP basic authentication).
+    ``username``
+        may hold ``{province}`` on a peer that exists once per province.
+    ``password_env`` / ``password_file``
+        where the password is: an environment variable (by default
+        ``BSSBUS_PEER_<KEY>_PASSWORD``, ``BSSBUS_PEER_<KEY>_<PROVINCE>_PASSWORD`` for a province's
+        own ``auth``) or a file outside the checkout holding only the password. A ``password:``
+        in the configuration is refused: the configuration lives in the repository.
+
+    The password is resolved when the configuration is loaded; it never appears in ``repr``.
+    """
+
+    scheme: str
+    username: str
+    password: str = field(repr=False)
+    where: str = ""       # the configuration path, for messages: peers.hq_billing.auth
+    source: str = ""      # where the password came from (a variable's or a file's name), for messages
+
+    @property
+    def digest(self) -> bool:
+        return self.scheme == "username_token_digest"
+
+    def username_for(self, province: str | None) -> str:
+        return self.username.format(province=province or "")
+
+    @classmethod
+    def parse(cls, spec, where: str, *, variable: str, env, per_province: bool) -> "PeerAuth | None":
+        """The credentials ``spec`` describes (None for ``false``/absent); ConfigError if unusable.
+        ``variable`` is the default environment variable of the password."""
+        if spec is None or spec is False:
+            return None
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where} must be a mapping: {{scheme: {' | '.join(AUTH_SCHEMES)}, "
+                              f"username: NAME}}, the password in ${variable}")
+        if "password" in spec:
+            raise ConfigError(f"{where}.password: a password does not belong in the configuration "
+                              f"files (they are versioned and shared); set the environment variable {variable}, "
+                              f"or name a file outside the checkout in {where}.password_file")
+        for key in spec:
+            if key not in AUTH_KEYS:
+                raise ConfigError(f"{where}.{key}: unknown setting{did_you_mean(key, AUTH_KEYS)}; "
+                                  f"auth takes {', '.join(AUTH_KEYS)}")
+        scheme = spec.get("scheme")
+        if scheme not in AUTH_SCHEMES:
+            raise ConfigError(f"{where}.scheme: {scheme!r} is not a scheme the bus can send"
+                              f"{did_you_mean(scheme, AUTH_SCHEMES)}; use one of {', '.join(AUTH_SCHEMES)}")
+        username = spec.get("username")
+        if not isinstance(username, str) or not username.strip():
+            raise ConfigError(f"{where}.username: the user name the peer knows the bus by is missing")
+        try:
+            username.format(province="00")
+        except (KeyError, IndexError, ValueError):
+            raise ConfigError(f"{where}.username: {username!r} may contain {{province}} and no other "
+                              "{...} field") from None
+        if "{province}" in username and not per_province:
+            raise ConfigError(f"{where}.username: {{province}} is only known on a peer whose url has "
+                              "{province}")
+        if scheme == "basic" and ":" in username:
+            raise ConfigError(f"{where}.username: HTTP basic authentication allows no ':' in a user name")
+        if "password_env" in spec and "password_file" in spec:
+            raise ConfigError(f"{where}: give password_env or password_file, not both")
+        if "password_file" in spec:
+            password, source = cls._read_file(spec["password_file"], where)
+        else:
+            name = spec.get("password_env") or variable
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ConfigError(f"{where}.password_env: {name!r} is not an environment variable name")
+            password, source = env.get(name) or "", f"${name}"
+            if not password:
+                hint = "" if "password_env" in spec else f" (or name a file in {where}.password_file)"
+                raise ConfigError(f"{where}: the password is not set: set the environment variable {name}{hint}")
+        return cls(scheme=scheme, username=username, password=password, where=where, source=source)
+
+    @staticmethod
+    def _read_file(value, where: str) -> tuple[str, str]:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{where}.password_file: name the file that holds the password")
+        path = Path(value).expanduser().resolve()
+        if path == PROJECT_DIR or PROJECT_DIR in path.parents:
+            raise ConfigError(f"{where}.password_file: {path} is inside the bus's checkout; keep secrets "
+                              "outside the repository")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{where}.password_file: {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{where}.password_file: {path} cannot be read: {exc}") from None
+        password = text.rstrip("\r\n")
+        if not password:
+            raise ConfigError(f"{where}.password_file: {path} is empty")
+        return password, str(path)
+
+
 @dataclass(frozen=True)
 class PeerConfig:
     """One peer the bus calls: the adapter kind, a display name and an address.
 
     ``url`` and ``name`` may contain ``{province}``: such a peer exists once per province.
-    ``provinces`` overrides adapter, url, name or timeout for single provinces (a province
-    whose system speaks its own contract gets its own adapter).
+    ``provinces`` overrides adapter, url, name, timeout or auth for single provinces (a province
+    whose system speaks its own contract gets its own adapter). ``auth`` is the credentials the
+    bus sends the peer (:class:`PeerAuth`; None: none); a province without its own ``auth``
+    gets the peer's.
     """
 
     key: str
@@ -139,6 +259,7 @@ class PeerConfig:
     timeout: float = 10.0
     provinces: tuple = ()   # ((province, {"adapter": ..., "url": ...}), ...)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)   # one breaker per endpoint (name)
+    auth: PeerAuth | None = None
 
     def for_province(self, province: str | None, service: str | None = None) -> "PeerConfig":
         """This peer as it is for ``province`` (and ``service``): its override applied, if it has
@@ -147,8 +268,17 @@ class PeerConfig:
             if code == province and (service is None or service in over.get("services", [service])):
                 return PeerConfig(key=f"{self.key}[{code}]", adapter=over.get("adapter", self.adapter),
                                   name=over.get("name", self.name), url=over.get("url", self.url),
-                                  timeout=float(over.get("timeout", self.timeout)), breaker=self.breaker)
+                                  timeout=float(over.get("timeout", self.timeout)), breaker=self.breaker,
+                                  auth=over.get("auth", self.auth))
         return self
+
+    @property
+    def auth_where(self) -> str:
+        """Where this peer's credentials are configured: ``peers.<key>.auth`` (or the province's)."""
+        if self.auth is not None:
+            return self.auth.where
+        key, _, code = self.key.partition("[")
+        return f'peers.{key}.provinces."{code[:-1]}".auth' if code else f"peers.{key}.auth"
 
     @property
     def per_province(self) -> bool:
@@ -167,6 +297,7 @@ class Settings:
 
     raw: dict
     source: list[str] = field(default_factory=list)
+    env: Any = field(default=None, repr=False)   # where peers' passwords are read (os.environ if None)
 
     # -- sections ---------------------------------------------------------------------
     def section(self, name: str) -> dict:
@@ -247,6 +378,19 @@ class Settings:
         spec = ((self.raw.get("peers") or {}).get(key) or {}).get("breaker")
         return BreakerConfig.parse(spec, f"peers.{key}.breaker", base=self.breaker)
 
+    def peer_auth(self, key: str, province: str | None = None) -> PeerAuth | None:
+        """The credentials the bus sends peer ``key`` (of ``province``: its own ``auth`` if its
+        override has one, else the peer's), with the password read; ConfigError if unusable."""
+        spec = (self.raw.get("peers") or {}).get(key) or {}
+        per_province = "{province}" in str(spec.get("url", ""))
+        env = os.environ if self.env is None else self.env
+        over = next((o or {} for code, o in (spec.get("provinces") or {}).items() if str(code) == province), {})
+        if province is not None and "auth" in over:
+            return PeerAuth.parse(over["auth"], f'peers.{key}.provinces."{province}".auth',
+                                  variable=password_variable(key, province), env=env, per_province=True)
+        return PeerAuth.parse(spec.get("auth"), f"peers.{key}.auth", variable=password_variable(key),
+                              env=env, per_province=per_province)
+
     @property
     def routes(self) -> list[dict]:
         return list(self.raw.get("routes") or [])
@@ -266,6 +410,8 @@ class Settings:
             overrides = []
             for code, over in (spec.get("provinces") or {}).items():
                 over = dict(over or {})
+                if "auth" in over:
+                    over["auth"] = self.peer_auth(key, str(code))
                 if "{sandbox}" in str(over.get("url", "")):
                     if not sandbox:
                         raise ConfigError(f"peers.{key}.provinces.{code}.url uses {{sandbox}} but no sandbox "
@@ -277,14 +423,14 @@ class Settings:
             out[key] = PeerConfig(key=key, adapter=str(spec.get("adapter", key)),
                                   name=str(spec.get("name", key.upper())), url=url,
                                   timeout=float(spec.get("timeout", 10)), provinces=overrides,
-                                  breaker=self.peer_breaker(key))
+                                  breaker=self.peer_breaker(key), auth=self.peer_auth(key))
         return out
 
     def server_option(self, name: str, default):
         return self.section("server").get(name, default)
 
     def copy(self) -> "Settings":
-        return Settings(copy.deepcopy(self.raw), list(self.source))
+        return Settings(copy.deepcopy(self.raw), list(self.source), self.env)
 
     # -- checks -----------------------------------------------------------------------
     def validate(self) -> None:
@@ -293,8 +439,11 @@ class Settings:
             if int(phase) not in PHASES:
                 raise ConfigError(f"provinces.{code}: phase {phase} is not one of {PHASES}")
         peers = self.raw.get("peers") or {}
-        for key in peers:
+        for key, spec in peers.items():
             self.peer_breaker(key)
+            self.peer_auth(key)
+            for code in (spec or {}).get("provinces") or {}:
+                self.peer_auth(key, str(code))
         for i, route in enumerate(self.routes):
             where = f"routes[{i}] ({route.get('name', 'unnamed')})"
             if "service" not in route or "target" not in route:
@@ -325,6 +474,6 @@ def load_settings(path: str | os.PathLike | None = None, env: dict | None = None
         if env.get(var):
             raw.setdefault(section, {})[key] = env[var]
             source.append(var)
-    settings = Settings(raw, source)
+    settings = Settings(raw, source, env)
     settings.validate()
     return settings

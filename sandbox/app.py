@@ -4,6 +4,10 @@ Kinds: ``hq_crm``, ``hq_billing``, ``topup`` (one each) and ``province_crm``,
 ``province_billing`` (one per province code). Requests are read and validated exactly as
 the bus reads them (services/soap.py), in SOAP 1.1 or 1.2; ``?wsdl`` serves the contract with
 this address.
+
+A simulated peer can demand credentials as a real one does (sandbox/auth.py): off by default;
+``sandbox.require_auth: true`` makes every peer demand what the bus is configured to send it,
+and ``POST /control`` with ``"require_auth"`` changes one peer.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from services.models import CONTRACTS
 from services.models.common import UniBssHead
 from services.inbound import soap_version_hint
 from services.soap import FAULT_KEY, XML_TYPE, SoapEndpoint, soap_fault
+from sandbox.auth import CredentialGate, FailedAuthentication, REALM
 from sandbox.legacy import KIND as LEGACY, SERVICE as LEGACY_SERVICE, LegacyBillingPeer
 from sandbox.peers import Peers, peer_name
 from sandbox.store import default_provinces, open_store
@@ -44,10 +49,14 @@ class SandboxApplication:
     and unknown-outcome tests. ``"operations": ["Pay"]`` limits it to those operations, and
     ``"calls": N`` to the next N calls of them (then the peer is itself again): a peer slow for
     one call only.
+
+    ``{"peer": "BILLING-51", "require_auth": {...} | true | false | null}`` changes only what
+    credentials that peer demands (see sandbox/auth.py); ``credentials`` is what the peers
+    demand from the start (:func:`sandbox.auth.gate_for`; nothing by default).
     """
 
     def __init__(self, db_url: str, bus_url: str | None = None, provinces=None,
-                 files: ContractFiles | None = None):
+                 files: ContractFiles | None = None, credentials: CredentialGate | None = None):
         self.provinces = set(provinces or default_provinces())
         self.engine = open_store(db_url, self.provinces)
         self.peers = Peers(self.engine, bus_url)
@@ -56,11 +65,18 @@ class SandboxApplication:
                           for name, c in CONTRACTS.items()}
         self.behaviour: dict[str, dict] = {}   # peer name -> {"delay_ms": int, "fault": str}
         self._behaviour_lock = threading.Lock()
-        self.legacy = LegacyBillingPeer(self.engine, self.behaviour)   # /peers/legacy_billing/<code>/LegacyBilling
+        self.credentials = credentials or CredentialGate()
+        self.legacy = LegacyBillingPeer(self.engine, self.behaviour,   # /peers/legacy_billing/<code>/LegacyBilling
+                                        credentials=self.credentials)
 
     def _handle(self, ctx, contract, operation, head, body):
         exchange = ctx.transport.req_env["bssbus.exchange"]
         kind, province = exchange.context["peer"]
+        refused = self.credentials.check(kind, province, exchange.context.get("authorization"),
+                                         exchange.request.envelope)
+        if refused is not None:   # before any work, as a real peer's security layer does
+            exchange.context[FAULT_KEY] = refused
+            raise Fault("Client", refused.message)
         behaviour = self._behaviour(peer_name(kind, province), operation.name)
         if behaviour.get("delay_ms"):
             time.sleep(behaviour["delay_ms"] / 1000)
@@ -123,14 +139,22 @@ class SandboxApplication:
         if method != "POST":
             address = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', 'localhost')}{path}"
             return self._send(start_response, "200 OK", XML_TYPE, self.files.wsdl(service, address))
-        exchange = self.endpoints[service].serve(environ, context={"peer": (kind, province)})
-        return self._send(start_response, *exchange.answer())
+        exchange = self.endpoints[service].serve(environ, context={
+            "peer": (kind, province), "authorization": environ.get("HTTP_AUTHORIZATION")})
+        status, ctype, body = exchange.answer()
+        if isinstance(exchange.fault, FailedAuthentication) and exchange.fault.basic:
+            status = "401 Unauthorized"
+        return self._send(start_response, status, ctype, body)
 
     def _control(self, environ, start_response):
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
             spec = json.loads(environ["wsgi.input"].read(min(length, 4096)) or b"{}")
             peer = str(spec["peer"])
+            if "require_auth" in spec:   # only what the peer demands; its behaviour stays
+                demanded = self.credentials.set(peer, spec["require_auth"])
+                return self._send(start_response, "200 OK", "application/json",
+                                  json.dumps({peer: {"require_auth": demanded}}).encode())
             behaviour = {"delay_ms": int(spec.get("delay_ms") or 0),
                          "delay_after_ms": int(spec.get("delay_after_ms") or 0),
                          "fault": spec.get("fault") or None,
@@ -145,5 +169,8 @@ class SandboxApplication:
 
     @staticmethod
     def _send(start_response, status, ctype, body):
-        start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+        headers = [("Content-Type", ctype), ("Content-Length", str(len(body)))]
+        if status.startswith("401"):
+            headers.append(("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"'))
+        start_response(status, headers)
         return [body]

@@ -36,6 +36,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bus.faults import ClientFault, UnknownOperation, ValidationFault
 from sandbox import store
+from sandbox.auth import CredentialGate
 from services.contracts import _compile_lock
 from services.inbound import SOAP11_ENV, parse_envelope, soap_body_child
 from services.models.common import WSDL_DIR
@@ -105,8 +106,9 @@ class LegacyBillingPeer:
     """
 
     def __init__(self, engine: Engine, behaviour: dict | None = None, max_body_bytes: int = 1 << 20,
-                 max_depth: int = 64):
+                 max_depth: int = 64, credentials: CredentialGate | None = None):
         self.engine = engine
+        self.credentials = credentials or CredentialGate()   # what each province's billing demands
         self.behaviour = behaviour if behaviour is not None else {}
         self.max_body_bytes = max_body_bytes
         self.max_depth = max_depth
@@ -136,6 +138,10 @@ class LegacyBillingPeer:
                                       f"(line {error.line})")
         except ClientFault as fault:
             return self._fault("Client", fault.message)
+        refused = self.credentials.check(KIND, province, environ.get("HTTP_AUTHORIZATION"), envelope)
+        if refused is not None:   # before any work; basic authentication answers 401
+            status, ctype, body = self._fault(refused.code, refused.message)
+            return ("401 Unauthorized" if refused.basic else status), ctype, body
         declared = _XML_DECL.match(raw)
         fields = {etree.QName(child).localname: child.text for child in wrapper if isinstance(child.tag, str)}
         self.requests.append({"province": province, "operation": operation, "charset": charset,
