@@ -27,11 +27,10 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select
 
 from bench.loadgen import PLACEHOLDER, run_python, run_wrk
 from bench.run import RESULTS, ROOT, Server, machine
@@ -39,6 +38,7 @@ from bus.core import Bus
 from bus.message import Message
 from bus.server import free_port
 from config.settings import load_settings
+from dao.db import scratch_schema
 from dao.models import OutboxEntry
 from services.models import CONTRACTS, to_xml
 
@@ -73,21 +73,17 @@ def envelope() -> str:
 @contextlib.contextmanager
 def pg_schema():
     """A URL on a fresh schema of PG_URL, or None when PostgreSQL is not reachable."""
-    schema = "bench_" + uuid.uuid4().hex[:10]
     try:
-        admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        schema = scratch_schema(PG_URL, prefix="bench_")
+        url = schema.__enter__()
     except Exception as exc:  # reported, and the PostgreSQL rows are skipped
         print(f"  PostgreSQL at {PG_URL} not reachable ({type(exc).__name__}); its figures are skipped")
         yield None
         return
     try:
-        yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
+        yield url
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        schema.__exit__(None, None, None)
 
 
 def in_process_bus(db_url: str, sandbox_url: str, group_commit: bool = True) -> Bus:

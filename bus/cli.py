@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 from config.settings import ConfigError, Settings, load_settings
 

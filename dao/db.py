@@ -1,11 +1,13 @@
 """Engines and migrations. ``open_database(url)`` gives an engine at the latest schema."""
 from __future__ import annotations
 
+import contextlib
+import uuid
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -49,3 +51,23 @@ def open_database(url: str) -> Engine:
     engine = make_engine(url)
     upgrade(engine)
     return engine
+
+
+@contextlib.contextmanager
+def scratch_schema(url: str, prefix: str = "t_"):
+    """A URL on a new, empty schema of the PostgreSQL database at ``url``, dropped afterwards
+    (tests and benchmarks: each run gets a database of its own)."""
+    schema = prefix + uuid.uuid4().hex[:12]
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception:
+        admin.dispose()
+        raise
+    try:
+        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -2,13 +2,12 @@
 and a socket guard so unit tests never reach the network by accident."""
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
-import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
+
+from dao.db import scratch_schema
 
 PG_URL = os.environ.get("BSSBUS_TEST_PG_URL")
 
@@ -20,20 +19,9 @@ def _db_params():
     return params
 
 
-@contextlib.contextmanager
 def pg_schema_url():
     """A URL on a new, empty PostgreSQL schema of BSSBUS_TEST_PG_URL, dropped afterwards."""
-    schema = "t_" + uuid.uuid4().hex[:12]
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    return scratch_schema(PG_URL)
 
 
 @pytest.fixture(params=_db_params())

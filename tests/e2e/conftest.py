@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import copy
+import contextlib
 import json
 import time
 import urllib.request
@@ -26,16 +27,23 @@ def _bus_params():
     return ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
+@contextlib.contextmanager
+def embedded_on(database: str, workdir, settings=None):
+    """An EmbeddedBus whose journal is on SQLite (``database`` "sqlite") or on a fresh
+    PostgreSQL schema ("postgresql")."""
+    if database == "sqlite":
+        with EmbeddedBus(settings, workdir=workdir) as embedded:
+            yield embedded
+    else:
+        with pg_schema_url() as url, EmbeddedBus(settings, workdir=workdir, db_url=url) as embedded:
+            yield embedded
+
+
 @pytest.fixture(scope="session", params=_bus_params())
 def bus(request, tmp_path_factory):
     """An EmbeddedBus (``.url``, ``.sandbox_url``, ``.bus.journal``, ``.sandbox``)."""
-    workdir = tmp_path_factory.mktemp(f"bus-{request.param}")
-    if request.param == "sqlite":
-        with EmbeddedBus(workdir=workdir) as embedded:
-            yield embedded
-    else:
-        with pg_schema_url() as url, EmbeddedBus(workdir=workdir, db_url=url) as embedded:
-            yield embedded
+    with embedded_on(request.param, tmp_path_factory.mktemp(f"bus-{request.param}")) as embedded:
+        yield embedded
 
 
 @pytest.fixture(scope="session")

@@ -12,12 +12,12 @@ import time
 import pytest
 from lxml import etree
 
-from bus.embedded import EmbeddedBus
 from config.settings import load_settings
 from sandbox.store import seed_users
 from services.client import BusClient
-from tests.conftest import PG_URL, pg_schema_url
-from tests.e2e.conftest import (assert_accepted, control, delivered, make_args, outbox_rows, post, wait_for)
+from tests.conftest import PG_URL
+from tests.e2e.conftest import (assert_accepted, control, delivered, embedded_on, make_args, outbox_rows, post,
+                                wait_for)
 from tests.e2e.test_bad_input import envelope
 from tests.sandbox.test_legacy_peer import request as legacy_request
 
@@ -61,12 +61,8 @@ def secure(request, tmp_path_factory):
     override = workdir / "auth.yaml"
     override.write_text(CONFIG, encoding="utf-8")
     settings = load_settings(override, env=PASSWORDS)
-    if request.param == "sqlite":
-        with EmbeddedBus(settings, workdir=workdir) as embedded:
-            yield embedded
-    else:
-        with pg_schema_url() as url, EmbeddedBus(settings, workdir=workdir, db_url=url) as embedded:
-            yield embedded
+    with embedded_on(request.param, workdir, settings) as embedded:
+        yield embedded
 
 
 def user(province, **want):

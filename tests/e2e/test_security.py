@@ -18,8 +18,8 @@ from config.settings import load_settings
 from sandbox.store import seed_users
 from services.client import BusClient
 from services.models import CONTRACTS, to_xml
-from tests.conftest import PG_URL, pg_schema_url
-from tests.e2e.conftest import make_args, post, wait_for
+from tests.conftest import PG_URL
+from tests.e2e.conftest import embedded_on, make_args, post, wait_for
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 PASSWORDS = {"ESALES": "es-pass", "HQCRM": "hq-pass", "PCRM": "pc-pass", "TOPUP": "tu-pass", "VAC": "vac-pass",
@@ -45,12 +45,8 @@ def secure_settings(tmp_path, **security):
 def secure(request, tmp_path_factory):
     work = tmp_path_factory.mktemp(f"secure-{request.param}")
     settings = secure_settings(work)
-    if request.param == "sqlite":
-        with EmbeddedBus(settings, workdir=work) as embedded:
-            yield embedded
-    else:
-        with pg_schema_url() as url, EmbeddedBus(settings, workdir=work, db_url=url) as embedded:
-            yield embedded
+    with embedded_on(request.param, work, settings) as embedded:
+        yield embedded
 
 
 def envelope(service: str, operation: str, args: dict, header=None, must_understand: str | None = None) -> bytes:

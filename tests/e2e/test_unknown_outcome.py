@@ -14,15 +14,14 @@ import zeep
 from sqlalchemy import func, select
 from zeep.helpers import serialize_object
 
-from bus.embedded import EmbeddedBus
 from config.settings import load_settings
 from sandbox import store
 from sandbox.store import seed_cards, seed_users
 from services.client import BusClient
 from services.models import CONTRACTS
 from services.models.common import WSDL_DIR
-from tests.conftest import PG_URL, pg_schema_url
-from tests.e2e.conftest import control, make_args, wait_for
+from tests.conftest import PG_URL
+from tests.e2e.conftest import embedded_on, control, make_args, wait_for
 
 
 @pytest.fixture(scope="module", params=["sqlite"] + (["postgresql"] if PG_URL else []))
@@ -34,12 +33,8 @@ def slow_billing(request, tmp_path_factory):
     override.write_text("peers:\n  province_billing:\n    timeout: 1.0\n    breaker: {failures: 50}\n",
                         encoding="utf-8")
     settings = load_settings(override, env={})
-    if request.param == "sqlite":
-        with EmbeddedBus(settings, workdir=work) as embedded:
-            yield embedded
-    else:
-        with pg_schema_url() as url, EmbeddedBus(settings, workdir=work, db_url=url) as embedded:
-            yield embedded
+    with embedded_on(request.param, work, settings) as embedded:
+        yield embedded
 
 
 def out_hops(bus, args):
