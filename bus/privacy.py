@@ -312,8 +312,13 @@ def configure(settings) -> Privacy:
 
 
 def mask_record(record: logging.LogRecord) -> None:
-    """Mask a log record's message, traceback and stack in place (its arguments are merged in)."""
+    """Mask a log record's message, traceback and stack in place (its arguments are merged in).
+    SQLAlchemy's result rows (logged at DEBUG) are left out whole: their columns have no names
+    to mask by. (Statement parameters are hidden by the engines themselves: dao/db.py.)"""
     masking = policy()
+    if record.name.startswith("sqlalchemy.engine") and str(record.msg).startswith("Row"):
+        record.msg, record.args = "Row (its values are not logged: they may hold personal data)", None
+        return
     try:
         message = record.getMessage()
     except Exception:   # a bad format string: keep what there is, masked
