@@ -55,7 +55,7 @@ class Operators:
         out = {}
         for name, spec in section.items():
             spec = spec or {}
-            roles = spec.get("roles") if isinstance(spec, dict) else None
+            roles = spec.get("roles", []) if isinstance(spec, dict) else None
             if not isinstance(roles, list) or set(spec) - {"roles"}:
                 raise ConfigError(f"operators.{name}: give the operator's roles as {{roles: [...]}}; "
                                   f"roles are {', '.join(ROLES)}")
