@@ -365,11 +365,10 @@ def cmd_journal(args) -> int:
 
 
 def cmd_dlq(args) -> int:
+    from bus.privacy import policy
     from dao.db import open_database
     from dao.journal import Journal
     from dao.outbox import DEAD, OutboxStore
-
-    from bus.privacy import policy
 
     settings = _settings(args)
     operator = _unmasked_viewer(args, settings) if getattr(args, "unmasked", False) else None
