@@ -100,16 +100,20 @@ class Privacy:
         self.kinds = dict(kinds or {rule.kind: rule for rule in fields.values()})
         names = "|".join(sorted((re.escape(n) for n in fields), key=len, reverse=True)) or "(?!)"
         ns = r"(?:[\w.-]+:)?"
+        # Every repetition that could scan on without a match is bounded, so that text made to
+        # look like many unfinished fields costs time in proportion to its length, not its square.
         self._patterns = [re.compile(p, re.IGNORECASE | re.DOTALL) for p in (
             # a schema validation error about a field: Element 'CERT_NUM': [facet 'x'] The value '...'
-            rf"(?P<pre>Element '(?:\{{[^}}]*\}})?(?P<f>{names})': (?:\[facet '[^']*'\] )?(?:The value )?')"
-            r"(?P<v>[^']*)(?P<post>')",
+            rf"(?P<pre>Element '(?:\{{[^}}]{{0,512}}\}})?(?P<f>{names})': (?:\[facet '[^']{{0,64}}'\] )?"
+            r"(?:The value )?')(?P<v>[^']{0,512})(?P<post>)",
             # an element, as XML (closed, unclosed or CDATA) ...
-            rf"(?P<pre><{ns}(?P<f>{names})(?:\s[^<>]*)?(?<!/)>(?:<!\[CDATA\[)?)(?P<v>(?:(?!\]\]>)[^<])*)(?P<post>)",
+            rf"(?P<pre><{ns}(?P<f>{names})(?:\s[^<>]{{0,512}})?(?<!/)>(?:<!\[CDATA\[)?)"
+            r"(?P<v>(?:(?!\]\]>)[^<])*)(?P<post>)",
             # ... or as escaped XML inside text
-            rf"(?P<pre>&lt;{ns}(?P<f>{names})(?:\s(?:(?!&gt;)[^<])*)?&gt;)(?P<v>(?:(?!&lt;)[^<])*)(?P<post>)",
+            rf"(?P<pre>&lt;{ns}(?P<f>{names})(?:\s(?:(?!&gt;)[^<]){{0,512}})?&gt;)(?P<v>(?:(?!&lt;)[^<])*)(?P<post>)",
             # 'NAME': 'value', "NAME": "value", NAME="value", \"NAME\": \"value\"
-            rf"(?<![\w])(?P<f>{names})(?P<pre>\\?['\"]?\s*[:=]\s*(?P<q>\\?['\"]))(?P<v>.*?)(?P<post>(?P=q))",
+            rf"(?<![\w])(?P<f>{names})(?P<pre>\\?['\"]?\s*[:=]\s*(?P<q>\\?['\"]))"
+            r"(?P<v>(?:(?!(?P=q)).){0,512})(?P<post>)",
             # NAME=value, NAME: value
             rf"(?<![\w])(?P<f>{names})(?P<pre>\s*[:=]\s*)(?P<v>[^\s,;&<>'\"\]\}}\)]+)(?P<post>)",
         )]

@@ -182,3 +182,14 @@ def test_every_log_record_is_masked_whatever_its_logger_and_arguments(caplog):
     assert_clean(caplog.text)
     assert "customer 370102********3456" in caplog.text and "percent fine %" in caplog.text
     assert "ValueError: bad CUST_ADDR=" in caplog.text   # the traceback is there, masked
+
+
+@pytest.mark.parametrize("unit", ["CUST_NAME: '", "Element 'CERT_NUM': '", "&lt;CUST_NAME x", "<CUST_NAME x",
+                                  '"CUST_NAME": "', "CERT_NUM=", "6" * 17 + " "])
+def test_text_made_of_unfinished_fields_is_masked_in_linear_time(p, unit):
+    import time
+    text = unit * (400_000 // len(unit))     # a hostile request body of about 400 KB
+    started = time.perf_counter()
+    p.mask_text(text)
+    p.mask_xml(text.encode())
+    assert time.perf_counter() - started < 5
