@@ -193,3 +193,11 @@ def test_text_made_of_unfinished_fields_is_masked_in_linear_time(p, unit):
     p.mask_text(text)
     p.mask_xml(text.encode())
     assert time.perf_counter() - started < 5
+
+
+def test_a_username_token_password_is_hidden_whole(p):
+    token = ('<wsse:Security xmlns:wsse="urn:wsse"><wsse:UsernameToken><wsse:Username>ICBC</wsse:Username>'
+             '<wsse:Password Type="urn:PasswordText">s3cret-pw</wsse:Password></wsse:UsernameToken></wsse:Security>')
+    for shown in (p.mask_xml(token), p.mask_text(f"sent {token}"), p.mask_text("password=s3cret-pw")):
+        assert "s3cret-pw" not in shown and "*********" in shown
+    assert ">ICBC<" in p.mask_xml(token)
