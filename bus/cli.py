@@ -27,9 +27,11 @@ class CliError(Exception):
 
 # -- helpers ------------------------------------------------------------------------------
 def _settings(args) -> Settings:
+    from bus import privacy
     settings = load_settings(args.config)
     if getattr(args, "db_url", None):
         settings.raw.setdefault("database", {})["url"] = args.db_url
+    privacy.configure(settings)   # this config's personal data is masked in this process's logs
     return settings
 
 
@@ -72,6 +74,7 @@ def cmd_serve(args) -> int:
     from bus.core import Bus
     from bus.server import run_gunicorn
     from dao.db import open_database
+    from dao.journal import cipher as journal_cipher
     from services.app import BusApplication
 
     settings = _settings(args)
@@ -83,6 +86,7 @@ def cmd_serve(args) -> int:
         settings.set_sandbox_url(url)
         print(f"sandbox peers at {url}/peers/", flush=True)
     settings.peers  # fail now, in one line, if a peer address cannot be built
+    journal_cipher()  # and if $BSSBUS_JOURNAL_KEY is unusable
     open_database(settings.db_url).dispose()  # migrate once, before the workers fork
 
     def factory():
@@ -314,8 +318,9 @@ def cmd_phase(args) -> int:
 
 
 # -- journal ------------------------------------------------------------------------------
-def format_hop(row: dict, indent: str = "") -> str:
-    """One journal hop as a line: time, caller -> BUS or BUS => peer, operation, result, duration."""
+def format_hop(row: dict, indent: str = "", masked: bool = True) -> str:
+    """One journal hop as a line: time, caller -> BUS or BUS => peer, operation, result, duration
+    (and its reason, personal data masked unless ``masked`` is false)."""
     when = row["started_at"].strftime("%H:%M:%S.%f")[:-3] if row.get("started_at") else ""
     if row["direction"] == "in":
         who = f"{row.get('source') or '?'} -> BUS"
@@ -327,15 +332,46 @@ def format_hop(row: dict, indent: str = "") -> str:
     op = f"{row.get('service')}.{row.get('operation')}"
     line = f"{indent}{when} {who:<20} {op:<30} {result:<8} {ms:>7}  TRANS_IDO={row.get('trans_ido')}"
     if row.get("error"):
-        line += f"\n{indent}{'':13}reason: {row['error']}"
+        from bus.privacy import policy
+        reason = policy().mask_text(row["error"]) if masked else row["error"]
+        line += f"\n{indent}{'':13}reason: {reason}"
     return line
 
 
-def cmd_journal(args) -> int:
-    from dao.db import open_database
-    from dao.journal import Journal
+def _unmasked_viewer(args, settings: Settings) -> str:
+    """The operator asking for unmasked output, if their roles allow it; else a CliError."""
+    from bus.operators import RAW_READER, AccessDenied, Operators, named_operator
+    try:
+        return Operators.from_settings(settings).authorize(named_operator(args.operator), RAW_READER).name
+    except AccessDenied as exc:
+        raise CliError(f"unmasked output refused: {exc}") from None
 
-    journal = Journal(open_database(_settings(args).db_url))
+
+def _audit_unmasked(journal, operator: str, rows: list[dict], what: str) -> None:
+    """One journal row (direction adm, status unmasked) for each message shown unmasked."""
+    for row in {r["msg_id"]: r for r in rows}.values():
+        journal.record(msg_id=row["msg_id"], direction="adm", service=row.get("service"),
+                       operation=row.get("operation"), trans_ido=row.get("trans_ido"),
+                       proc_id=row.get("proc_id"), msisdn=row.get("msisdn"), source=operator[:40],
+                       status="unmasked", route=f"{what} shown unmasked to {operator}"[:200])
+
+
+def cmd_journal(args) -> int:
+    """Hops as lines or JSON, personal data masked (bus/privacy.py); ``show --raw`` adds the
+    raw XML, masked too, and ``--unmasked`` shows it as it was to an operator allowed to see it."""
+    from bus.privacy import decode_xml, policy
+    from dao.db import open_database
+    from dao.journal import Journal, JournalCipher
+
+    if args.action == "keygen":
+        print(JournalCipher.new_key())
+        return 0
+    settings = _settings(args)
+    raw, unmasked = getattr(args, "raw", False), getattr(args, "unmasked", False)
+    if unmasked and not raw:
+        raise CliError("--unmasked shows the raw messages: give --raw with it")
+    operator = _unmasked_viewer(args, settings) if unmasked else None
+    journal = Journal(open_database(settings.db_url))   # an unreadable row: JournalKeyError, one line
     if args.action == "show":
         rows = journal.hops(args.key)
         if not rows:
@@ -344,27 +380,37 @@ def cmd_journal(args) -> int:
         rows = journal.search(msisdn=args.msisdn, trans_ido=args.trans_ido, proc_id=args.proc_id,
                               service=args.service, operation=args.operation, status=args.status,
                               limit=args.limit)
+    if operator:
+        _audit_unmasked(journal, operator, rows, f"journal of {args.key}")
+        rows = [dict(r, **{k: decode_xml(r[k]) for k in ("request", "response") if r.get(k) is not None})
+                for r in rows]
+    else:
+        masking = policy()
+        rows = [masking.mask_hop(r) for r in rows]
     if args.json:
-        _print_json([{k: v for k, v in r.items() if k not in ("request", "response")} for r in rows])
+        _print_json([{k: v for k, v in r.items() if raw or k not in ("request", "response")} for r in rows])
     else:
         for row in rows:
-            print(format_hop(row))
-            if getattr(args, "raw", False):
-                for key in ("request", "response"):
-                    if row.get(key):
-                        print(f"    {key}: {row[key].decode('utf-8', 'replace')}")
+            print(format_hop(row, masked=False))   # masked above, unless asked otherwise
+            for key in ("request", "response") if raw else ():
+                if row.get(key):
+                    print(f"    {key}: {row[key]}")
     return 0
 
 
 def cmd_dlq(args) -> int:
+    from bus.privacy import policy
     from dao.db import open_database
     from dao.journal import Journal
     from dao.outbox import DEAD, OutboxStore
 
-    engine = open_database(_settings(args).db_url)
-    outbox, journal = OutboxStore(engine), Journal(engine)
+    settings = _settings(args)
+    operator = _unmasked_viewer(args, settings) if getattr(args, "unmasked", False) else None
+    engine = open_database(settings.db_url)
+    outbox, journal, masking = OutboxStore(engine), Journal(engine), policy()
     if args.action == "list":
-        rows = outbox.list(args.status, args.peer, args.limit)
+        rows = [dict(r, last_error=masking.mask_text(r["last_error"]))
+                for r in outbox.list(args.status, args.peer, args.limit)]
         if args.json:
             _print_json([{k: v for k, v in r.items() if k != "message"} for r in rows])
         for r in rows if not args.json else []:
@@ -378,7 +424,15 @@ def cmd_dlq(args) -> int:
         row = outbox.get(args.id)
         if row is None:
             raise CliError(f"no outbox message {args.id}")
-        _print_json(dict(row, message=json.loads(row["message"]), waiting_behind=outbox.waiting_behind(row)))
+        message = json.loads(row["message"])
+        if operator:
+            _audit_unmasked(journal, operator, [dict(row, proc_id=message.get("head", {}).get("PROC_ID"))],
+                            f"outbox message {row['id']}")
+        else:
+            known = masking.personal_values(message)
+            message = masking.mask_data(message, known)
+            row = dict(row, last_error=masking.mask_text(row["last_error"], known))
+        _print_json(dict(row, message=message, waiting_behind=outbox.waiting_behind(row)))
         return 0
     if args.action == "discard":
         return _discard(args, outbox, journal)
@@ -537,8 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
     dlist.add_argument("--peer", help="only those for this peer, e.g. BILLING-51")
     dlist.add_argument("--limit", type=int, default=100)
     dlist.add_argument("--json", action="store_true")
-    dshow = dsub.add_parser("show", parents=[common], help="one outbox message, whole")
+    dshow = dsub.add_parser("show", parents=[common], help="one outbox message, whole (personal data masked)")
     dshow.add_argument("id", type=int)
+    _unmasked_options(dshow)
     dreplay = dsub.add_parser("replay", parents=[common], help="send dead letters again")
     dreplay.add_argument("ids", type=int, nargs="*", metavar="ID")
     dreplay.add_argument("--all", action="store_true", help="every dead letter (of --target)")
@@ -557,11 +612,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("journal", parents=[common], help="find messages and show their hops",
                        description="`journal show KEY` prints every hop of the message whose TRANS_IDO, "
-                       "PROC_ID or id is KEY; `journal search` lists hops by field.")
+                       "PROC_ID or id is KEY; `journal search` lists hops by field. Personal data is "
+                       "masked; `journal show KEY --raw --unmasked --operator NAME` shows it to an operator "
+                       "with the role raw-reader, and journals that view. An encrypted journal "
+                       "($BSSBUS_JOURNAL_KEY) needs its key to be read.")
     jsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     jshow = jsub.add_parser("show", parents=[common], help="the hops of one message")
     jshow.add_argument("key", metavar="TRANS_IDO")
-    jshow.add_argument("--raw", action="store_true", help="print the raw XML of each hop")
+    jshow.add_argument("--raw", action="store_true",
+                       help="print the raw XML of each hop (personal data masked unless --unmasked)")
+    _unmasked_options(jshow)
     jsearch = jsub.add_parser("search", parents=[common], help="hops by number, serial, service...")
     for flag in ("msisdn", "trans-ido", "proc-id", "service", "operation", "status"):
         jsearch.add_argument(f"--{flag}")
@@ -570,7 +630,19 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--json", action="store_true")
         q.add_argument("--db-url", help="the journal database (default: the config's)")
         q.set_defaults(func=cmd_journal)
+    jkey = jsub.add_parser("keygen", parents=[common], help="print a new key for $BSSBUS_JOURNAL_KEY",
+                           description="Print a new random key for encrypting the journal's raw bytes at "
+                           "rest. Rotate by putting the new key first in $BSSBUS_JOURNAL_KEY "
+                           "(comma-separated) and keeping the old one after it.")
+    jkey.set_defaults(func=cmd_journal)
     return parser
+
+
+def _unmasked_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--unmasked", action="store_true",
+                        help="show personal data as it was: needs an operator with the role raw-reader "
+                        "(config operators:); the view is journalled")
+    parser.add_argument("--operator", metavar="NAME", help="who you are, for --unmasked (also $BSSBUS_OPERATOR)")
 
 
 def main(argv=None) -> int:
@@ -581,6 +653,12 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (CliError, ConfigError) as exc:
+        print(f"bssbus {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        from dao.journal import JournalKeyError
+        if not isinstance(exc, JournalKeyError):
+            raise
         print(f"bssbus {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

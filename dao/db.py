@@ -14,12 +14,17 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and its folder created."""
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and its folder created.
+
+    Statement parameters are never shown (``hide_parameters``): in SQL logging and in the
+    text of database errors, which get logged, they would carry whole messages and the
+    personal data in them."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                               hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
@@ -30,7 +35,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40, hide_parameters=True)
 
 
 def alembic_config() -> Config:

@@ -1,8 +1,23 @@
-"""The Journal repository: records every hop and finds them again."""
+"""The Journal repository: records every hop and finds them again.
+
+The raw bytes of a hop (``request``, ``response``) are encrypted at rest when
+``$BSSBUS_JOURNAL_KEY`` holds a key (:class:`JournalCipher`) as the Journal is opened on a
+database (when the bus starts): on every write path (``record``, ``insert``, ``finish``,
+``finish_in``; the group-committed writes of store and forward go through ``insert`` and
+``finish_in``, which find the key by their connection's engine) and decrypted on every read
+(``hops``, ``search``). Rows written without a key stay readable beside encrypted ones.
+"""
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import os
 from datetime import datetime, timezone
+from weakref import WeakKeyDictionary
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
@@ -13,10 +28,121 @@ T = JournalEntry.__table__
 _INSERT = insert(T)
 _FINISH = update(T).where(T.c.id == bindparam("entry_id"))
 COLUMNS = frozenset(c.name for c in T.columns)
+RAW_COLUMNS = ("request", "response")
+KEY_ENV = "BSSBUS_JOURNAL_KEY"
 
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class JournalKeyError(RuntimeError):
+    """The journal's key is unusable, or missing (or not the one) for an encrypted row."""
+
+
+class JournalCipher:
+    """Encryption at rest of the journal's raw bytes: AES-256-GCM, keys from $BSSBUS_JOURNAL_KEY.
+
+    The variable holds one key or several, comma-separated, each 32 bytes in URL-safe base64
+    (``bssbus journal keygen`` makes one). The first key encrypts; every key listed decrypts,
+    so a key is rotated by putting the new one first and keeping the old one after it until
+    the rows it encrypted are purged (``housekeeping.journal_retention_days``).
+
+    A stored value is ``MAGIC + 0x01 + key id (4 bytes: the start of the key's SHA-256) +
+    nonce (12 bytes) + ciphertext and GCM tag``. Bytes that do not start with MAGIC are a
+    plain row (written without a key, or before there was one); plain bytes that happen to
+    start with MAGIC are stored as ``MAGIC + 0x00 + bytes``, so no one can make a plain row
+    pass for an encrypted one.
+    """
+
+    MAGIC = b"\x00bsj"
+    SEALED = MAGIC + b"\x01"
+    PLAIN = MAGIC + b"\x00"
+
+    def __init__(self, keys: list[bytes] = ()):
+        self._keys = {self.key_id(k): AESGCM(k) for k in keys}
+        self._current = (self.key_id(keys[0]), AESGCM(keys[0])) if keys else None
+
+    @staticmethod
+    def key_id(key: bytes) -> bytes:
+        return hashlib.sha256(key).digest()[:4]
+
+    @staticmethod
+    def new_key() -> str:
+        return base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
+
+    @classmethod
+    def parse(cls, text: str | None) -> "JournalCipher":
+        """The cipher of a $BSSBUS_JOURNAL_KEY value (None or empty: no encryption)."""
+        keys = []
+        for n, part in enumerate((p.strip() for p in (text or "").split(",") if p.strip()), 1):
+            try:
+                key = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+            except (binascii.Error, ValueError):
+                key = b""
+            if len(key) != 32:
+                raise JournalKeyError(f"{KEY_ENV}: key {n} is not 32 bytes in URL-safe base64 "
+                                      "(make one with `bssbus journal keygen`)")
+            keys.append(key)
+        return cls(keys)
+
+    @property
+    def enabled(self) -> bool:
+        return self._current is not None
+
+    def seal(self, data: bytes | None) -> bytes | None:
+        """What to store for ``data``: encrypted with the first key, or plain without one."""
+        if data is None:
+            return None
+        data = bytes(data)
+        if self._current is None:
+            return self.PLAIN + data if data.startswith(self.MAGIC) else data
+        key_id, aead = self._current
+        nonce = os.urandom(12)
+        return self.SEALED + key_id + nonce + aead.encrypt(nonce, data, None)
+
+    def open(self, stored: bytes | None, row_id=None) -> bytes | None:
+        """The bytes of a stored value; JournalKeyError when it is encrypted and cannot be read."""
+        if stored is None:
+            return None
+        stored = bytes(stored)
+        if not stored.startswith(self.MAGIC):
+            return stored
+        if stored.startswith(self.PLAIN):
+            return stored[len(self.PLAIN):]
+        if not stored.startswith(self.SEALED):
+            raise JournalKeyError(f"journal row {row_id} holds bytes of an unknown format")
+        key_id = stored[5:9]
+        if not self._keys:
+            raise JournalKeyError(f"journal row {row_id} is encrypted at rest: set {KEY_ENV} to the key "
+                                  "it was written with")
+        aead = self._keys.get(key_id)
+        if aead is None:
+            raise JournalKeyError(f"journal row {row_id} was encrypted with a key that is not in {KEY_ENV} "
+                                  f"(key id {key_id.hex()}): list the old key after the current one")
+        try:
+            return aead.decrypt(stored[9:21], stored[21:], None)
+        except InvalidTag:
+            raise JournalKeyError(f"journal row {row_id} does not decrypt with its key: it was altered") from None
+
+
+_cipher: tuple[str | None, JournalCipher] | None = None
+_by_engine: WeakKeyDictionary = WeakKeyDictionary()   # Engine -> the cipher its Journal opened with
+
+
+def cipher() -> JournalCipher:
+    """The cipher of the current $BSSBUS_JOURNAL_KEY (parsed again only when it changes)."""
+    global _cipher
+    text = os.environ.get(KEY_ENV) or None
+    cached = _cipher
+    if cached is None or cached[0] != text:
+        cached = _cipher = (text, JournalCipher.parse(text))
+    return cached[1]
+
+
+def _cipher_of(conn: Connection) -> JournalCipher:
+    """The cipher of the Journal opened on ``conn``'s database, else the environment's."""
+    return _by_engine.get(conn.engine) or cipher()
 
 
 class Journal:
@@ -24,6 +150,8 @@ class Journal:
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        # the key is read once, here, when the bus starts; an unusable one fails now
+        self.cipher = _by_engine[engine] = cipher()
 
     def record(self, more: list[dict] = (), **values) -> int:
         """Insert one hop (and the hops in ``more``, in the same transaction); returns its id."""
@@ -37,7 +165,7 @@ class Journal:
     def insert(conn: Connection, values: dict) -> int:
         """Insert one hop in the caller's transaction; returns its id."""
         values.setdefault("started_at", now())
-        return conn.execute(_INSERT, _row(values)).inserted_primary_key[0]
+        return conn.execute(_INSERT, _row(values, _cipher_of(conn))).inserted_primary_key[0]
 
     def finish(self, entry_id: int, more: list[dict] = (), **values) -> None:
         """Complete a hop (status, result code, response bytes, timings) and insert the
@@ -49,9 +177,13 @@ class Journal:
     def finish_in(conn: Connection, entry_id: int, more: list[dict] = (), **values) -> None:
         """:meth:`finish` in the caller's transaction."""
         values.setdefault("finished_at", now())
+        crypt = _cipher_of(conn)
+        for column in RAW_COLUMNS:
+            if column in values:
+                values[column] = crypt.seal(values[column])
         conn.execute(_FINISH.values(**values), {"entry_id": entry_id})
         for hop in more:
-            conn.execute(_INSERT, _row(hop))
+            conn.execute(_INSERT, _row(hop, crypt))
 
     def purge(self, before: datetime) -> int:
         """Delete the hops that started before ``before`` (the journal's retention)."""
@@ -65,7 +197,7 @@ class Journal:
                                                T.c.msg_id == key))
             rows = conn.execute(select(T).where(T.c.msg_id.in_(ids))
                                 .order_by(T.c.started_at, T.c.id)).mappings().all()
-        return [dict(r) for r in rows]
+        return _opened(rows, self.cipher)
 
     def search(self, *, msisdn=None, trans_ido=None, proc_id=None, service=None, operation=None,
                status=None, limit=50) -> list[dict]:
@@ -75,12 +207,27 @@ class Journal:
             if value:
                 query = query.where(column == value)
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings().all()]
+            return _opened(conn.execute(query).mappings().all(), self.cipher)
 
 
-def _row(values: dict) -> dict:
-    """Every column present (None where not given), so one compiled INSERT serves every hop."""
+def _opened(rows, crypt: JournalCipher) -> list[dict]:
+    """Rows as dicts with their raw bytes decrypted (JournalKeyError if one cannot be)."""
+    out = []
+    for r in rows:
+        row = dict(r)
+        for column in RAW_COLUMNS:
+            row[column] = crypt.open(row.get(column), row.get("id"))
+        out.append(row)
+    return out
+
+
+def _row(values: dict, crypt: JournalCipher) -> dict:
+    """Every column present (None where not given), so one compiled INSERT serves every hop;
+    the raw bytes sealed (encrypted when there is a key)."""
     unknown = set(values) - COLUMNS
     if unknown:
         raise TypeError(f"journal has no column {', '.join(sorted(unknown))}")
-    return {name: values.get(name) for name in COLUMNS if name != "id"}
+    row = {name: values.get(name) for name in COLUMNS if name != "id"}
+    for column in RAW_COLUMNS:
+        row[column] = crypt.seal(row[column])
+    return row

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from spyne import Fault
 from sqlalchemy import text
 
+from bus import privacy
 from bus.core import Bus
 from bus.faults import BusFault, ClientFault, InternalError, UnknownOperation
 from bus.message import Message
@@ -63,6 +64,7 @@ class BusApplication:
     """WSGI entry of the bus: finds the service, runs its SoapEndpoint, journals the hop."""
 
     def __init__(self, bus: Bus, files: ContractFiles | None = None):
+        privacy.configure(bus.settings)   # personal data is masked in every log line of this process
         self.bus = bus
         self.files = files or ContractFiles()
         self.metrics = Metrics()

@@ -1,12 +1,14 @@
-"""The journal on SQLite and PostgreSQL: migrations, hops, search."""
+"""The journal on SQLite and PostgreSQL: migrations, hops, search, encryption at rest."""
 from __future__ import annotations
 
+import base64
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import inspect
+import pytest
+from sqlalchemy import inspect, text
 
 from dao.db import open_database, upgrade
-from dao.journal import Journal
+from dao.journal import KEY_ENV, Journal, JournalCipher, JournalKeyError, now
 
 
 def test_migrations_create_the_journal_and_are_idempotent(db_url):
@@ -41,4 +43,102 @@ def test_hops_of_a_message_in_time_order(db_url):
     assert [r["trans_ido"] for r in journal.search(msisdn="18603011234")] == ["T1"]
     assert [r["trans_ido"] for r in journal.search(status="fault")] == ["T2"]
     assert journal.hops("nothing") == []
+    engine.dispose()
+
+
+# -- encryption at rest of the raw bytes ($BSSBUS_JOURNAL_KEY) ------------------------------
+REQUEST = ('<?xml version="1.0" encoding="GBK"?><Envelope><CUST_NAME>王建国</CUST_NAME>'
+           '<CERT_NUM>370102198507123456</CERT_NUM></Envelope>').encode("gbk")
+
+
+def stored(engine) -> dict[str, tuple]:
+    """What the database holds: trans_ido -> (request, response) bytes."""
+    with engine.connect() as conn:
+        return {r.trans_ido: (r.request, r.response)
+                for r in conn.execute(text("SELECT trans_ido, request, response FROM journal"))}
+
+
+def write_every_way(journal: Journal, tag: str) -> None:
+    """Every write path: record (with more), insert, finish, finish_in (with more)."""
+    first = journal.record(msg_id=tag, direction="in", trans_ido=f"{tag}-record", status="received",
+                           request=REQUEST, more=[dict(msg_id=tag, direction="out", status="ok",
+                                                       trans_ido=f"{tag}-more", request=REQUEST,
+                                                       response=b"<ok/>")])
+    journal.finish(first, status="ok", response=REQUEST)
+    with journal.engine.begin() as conn:
+        second = Journal.insert(conn, dict(msg_id=tag, direction="in", trans_ido=f"{tag}-insert",
+                                           status="accepted", request=REQUEST))
+        Journal.finish_in(conn, second, [dict(msg_id=tag, direction="out", status="ok", started_at=now(),
+                                              trans_ido=f"{tag}-finish_in", request=REQUEST)],
+                          response=REQUEST)
+
+
+def test_with_a_key_the_raw_bytes_are_encrypted_at_rest_and_read_back_intact(db_url, monkeypatch):
+    engine = open_database(db_url)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    write_every_way(Journal(engine), "old")              # written before there was a key
+    monkeypatch.setenv(KEY_ENV, JournalCipher.new_key())
+    journal = Journal(engine)
+    write_every_way(journal, "new")
+    at_rest = stored(engine)
+    assert at_rest["old-record"] == (REQUEST, REQUEST)
+    for trans_ido, (request, response) in at_rest.items():
+        if trans_ido.startswith("new"):
+            assert request.startswith(JournalCipher.SEALED) and REQUEST not in request
+            assert "王建国".encode("gbk") not in request and b"370102198507123456" not in request
+            assert response is None or response.startswith(JournalCipher.SEALED)
+    hops = {h["trans_ido"]: h for h in journal.hops("new") + journal.hops("old")}
+    assert len(hops) == 8
+    assert all(h["request"] == REQUEST for h in hops.values())   # old plain rows and new ones side by side
+    assert hops["new-record"]["response"] == REQUEST and hops["new-more"]["response"] == b"<ok/>"
+    assert hops["new-insert"]["response"] == REQUEST and hops["new-finish_in"]["response"] is None
+    assert [r["request"] for r in journal.search(trans_ido="new-insert")] == [REQUEST]
+    engine.dispose()
+
+
+def test_an_encrypted_row_without_its_key_is_a_clear_error(db_url, monkeypatch):
+    engine = open_database(db_url)
+    old_key, new_key = JournalCipher.new_key(), JournalCipher.new_key()
+    monkeypatch.setenv(KEY_ENV, old_key)
+    write_every_way(Journal(engine), "k1")
+    monkeypatch.setenv(KEY_ENV, f"{new_key}, {old_key}")    # rotated: the new key first, the old one kept
+    rotated = Journal(engine)
+    write_every_way(rotated, "k2")
+    assert {h["request"] for h in rotated.hops("k1") + rotated.hops("k2")} == {REQUEST}
+    k1, k2 = stored(engine)["k1-record"][0], stored(engine)["k2-record"][0]
+    assert k1[5:9] == JournalCipher.key_id(base64.urlsafe_b64decode(old_key))
+    assert k1[5:9] != k2[5:9]
+    monkeypatch.setenv(KEY_ENV, new_key)                     # the old key dropped too soon
+    with pytest.raises(JournalKeyError, match="key that is not in BSSBUS_JOURNAL_KEY"):
+        Journal(engine).hops("k1")
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(JournalKeyError, match="is encrypted at rest: set BSSBUS_JOURNAL_KEY"):
+        Journal(engine).hops("k2")
+    with engine.begin() as conn:                             # altered at rest
+        conn.execute(text("UPDATE journal SET request = :r WHERE trans_ido = 'k2-insert'"),
+                     {"r": k2[:-1] + bytes([k2[-1] ^ 1])})
+    monkeypatch.setenv(KEY_ENV, new_key)
+    with pytest.raises(JournalKeyError, match="altered"):
+        Journal(engine).search(trans_ido="k2-insert")
+    engine.dispose()
+
+
+def test_plain_bytes_that_look_encrypted_stay_plain(tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    engine = open_database(f"sqlite:///{tmp_path}/j.db")
+    journal = Journal(engine)
+    forged = JournalCipher.SEALED + b"\x00" * 40              # a caller's malformed request
+    journal.record(msg_id="m", direction="in", trans_ido="F", status="fault", request=forged)
+    assert journal.hops("F")[0]["request"] == forged
+    monkeypatch.setenv(KEY_ENV, JournalCipher.new_key())
+    assert Journal(engine).hops("F")[0]["request"] == forged
+    engine.dispose()
+
+
+@pytest.mark.parametrize("value", ["short", "a,b", "x" * 44, JournalCipher.new_key()[:-4]])
+def test_an_unusable_key_fails_when_the_journal_opens(tmp_path, monkeypatch, value):
+    engine = open_database(f"sqlite:///{tmp_path}/j.db")
+    monkeypatch.setenv(KEY_ENV, value)
+    with pytest.raises(JournalKeyError, match="not 32 bytes in URL-safe base64"):
+        Journal(engine)
     engine.dispose()
