@@ -2,7 +2,9 @@
 
 One zeep ``Client`` per contract per process (the WSDL is parsed once), one requests
 ``Session`` per peer with a pooled keep-alive ``HTTPAdapter``, one service proxy per peer
-address, a timeout on every call, ``forbid_dtd`` / ``forbid_external`` on. A peer fault, an
+address, a timeout on every call. A peer's answer is read like a caller's request: no DTD, no
+entity, no external reference, no huge tree (:func:`zeep_settings`), never compressed and never
+longer than ``max_answer_bytes`` (:class:`~services.client.BoundedTransport`). A peer fault, an
 unreadable answer, a refused connection or a timeout becomes a ``Server`` fault naming the peer.
 
 Every call goes through the :class:`~bus.breaker.CircuitBreaker` of its endpoint (the resolved
@@ -21,12 +23,12 @@ from lxml import etree
 from requests.adapters import HTTPAdapter
 from zeep.helpers import serialize_object
 from zeep.plugins import Plugin
-from zeep.transports import Transport
 
 from bus.breaker import CircuitBreakers, is_peer_failure
 from bus.faults import BusFault, PeerFault, PeerTimeout, PeerUnavailable
 from bus.message import Message, Reply
 from config.settings import ConfigError, PeerConfig, did_you_mean
+from services.client import BoundedTransport, safe_zeep_settings
 from services.models import CONTRACTS
 from services.models.common import WSDL_DIR
 
@@ -61,8 +63,9 @@ _wsdl_documents: dict[str, zeep.wsdl.Document] = {}
 
 
 def zeep_settings() -> zeep.Settings:
-    return zeep.Settings(strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True,
-                         xml_huge_tree=False)
+    """How every peer answer is parsed: services.client.safe_zeep_settings (no DTD, no entity,
+    no external reference, no huge tree)."""
+    return safe_zeep_settings()
 
 
 class Adapter:
@@ -79,8 +82,8 @@ class Adapter:
         pooled = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
         self.session.mount("http://", pooled)
         self.session.mount("https://", pooled)
-        self.transport = Transport(session=self.session, timeout=peer.timeout,
-                                   operation_timeout=peer.timeout)
+        self.transport = BoundedTransport(session=self.session, timeout=peer.timeout,
+                                          operation_timeout=peer.timeout, max_answer_bytes=peer.max_answer_bytes)
         self._clients: dict[str, zeep.Client] = {}
         self._proxies: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()

@@ -49,12 +49,12 @@ from lxml import etree
 from zeep.exceptions import TransportError
 from zeep.helpers import serialize_object
 from zeep.loader import parse_xml
-from zeep.transports import Transport
 
 from adapters.base import Adapter, _RawCapture
 from adapters.money import fen_to_yuan, yuan_to_fen
 from bus.faults import ClientFault, PeerFault
 from bus.message import Message
+from services.client import BoundedTransport
 from services.inbound import charset_of
 from services.models.common import WSDL_DIR
 
@@ -150,9 +150,10 @@ def to_utf8(raw: bytes, content_type: str | None) -> bytes:
     return _XML_DECL.sub(b"", text.encode("utf-8"), count=1)
 
 
-class GbkTransport(Transport):
+class GbkTransport(BoundedTransport):
     """zeep Transport (an outbound plugin on the call) that posts GBK, saying so in the HTTP
-    ``charset`` and the XML declaration, and reads GBK (or whatever the answer declares)."""
+    ``charset`` and the XML declaration, and reads GBK (or whatever the answer declares), at most
+    the peer's ``max_answer_bytes`` of it, uncompressed (:class:`~services.client.BoundedTransport`)."""
 
     def __init__(self, capture: WireCapture, charset: str = WIRE_CHARSET, **kwargs):
         super().__init__(**kwargs)
@@ -180,7 +181,7 @@ class LegacyBillingAdapter(Adapter):
         super().__init__(peer)
         self.capture = WireCapture()
         self.transport = GbkTransport(self.capture, session=self.session, timeout=peer.timeout,
-                                      operation_timeout=peer.timeout)
+                                      operation_timeout=peer.timeout, max_answer_bytes=peer.max_answer_bytes)
 
     # -- the contract: one WSDL for both canonical services -------------------------------
     def wsdl_path(self, service: str):
