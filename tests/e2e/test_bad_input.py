@@ -335,3 +335,14 @@ def test_configured_limits_hold(tight_bus, setting, payload):
     ws = f"{tight_bus.url}/ws/BankPayment"
     assert post(ws, balance_request())[0] == 200, "a normal request is within even these limits"
     assert_client_fault(*post(ws, with_header_block(payload)), "Client.LimitExceeded", f"bus.{setting}")
+
+
+def test_a_value_split_by_a_comment_reaches_the_peer_whole(ws):
+    """The contract XSD reads <SERIAL_NUMBER>130<!---->75...</SERIAL_NUMBER> as one number; the
+    peer must get that number, not "130" (comments are dropped at the parse)."""
+    u = seed_users("51")[0]
+    body = balance_request().replace(f">{u.msisdn}<".encode(), f">{u.msisdn[:3]}<!--x-->{u.msisdn[3:]}<".encode(), 1)
+    assert b"<!--x-->" in body
+    status, _, out = post(ws, body)
+    assert status == 200, out[:500]
+    assert etree.fromstring(out).xpath("string(//*[local-name()='RSP_CODE'])") == "0000"
