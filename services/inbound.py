@@ -68,7 +68,8 @@ class Limits:
     max_elements: int = LIMIT_DEFAULTS["max_elements"]            # elements in the whole envelope
     max_attributes: int = LIMIT_DEFAULTS["max_attributes"]        # attributes + xmlns declarations of one element
     max_text_chars: int = LIMIT_DEFAULTS["max_text_chars"]        # one text node: an element's text or tail
-    max_attribute_chars: int = LIMIT_DEFAULTS["max_attribute_chars"]   # one attribute value
+    max_attribute_chars: int = LIMIT_DEFAULTS["max_attribute_chars"]   # one attribute value, a namespace name
+    max_name_chars: int = LIMIT_DEFAULTS["max_name_chars"]        # one element or attribute name
 
 
 @dataclass
@@ -140,16 +141,23 @@ def _parse_limited(data: bytes, parser: etree.XMLPullParser, limits: Limits) -> 
                 if elements > limits.max_elements:
                     raise LimitExceeded(f"The request holds more than {limits.max_elements} elements, the "
                                         "limit (bus.max_elements); send fewer items in one request.")
+                local = item.tag.rpartition("}")[2]
+                if len(local) > limits.max_name_chars:
+                    raise LimitExceeded(f"An element's name has {len(local)} characters; the limit "
+                                        f"(bus.max_name_chars) is {limits.max_name_chars}.")
                 attrib = item.attrib
                 if len(attrib) + declared > limits.max_attributes:
                     raise LimitExceeded(f"Element <{_name(item)}> carries {len(attrib) + declared} attributes "
                                         f"and namespace declarations; the limit (bus.max_attributes) is "
                                         f"{limits.max_attributes}.")
                 declared = 0
-                for value in attrib.values():
+                for key, value in attrib.items():
                     if len(value) > limits.max_attribute_chars:
                         raise _too_long("An attribute of", item, len(value), limits.max_attribute_chars,
                                         "max_attribute_chars")
+                    if len(key) - key.find("}") - 1 > limits.max_name_chars:
+                        raise LimitExceeded(f"An attribute name of element <{_name(item)}> has more than "
+                                            f"{limits.max_name_chars} characters, the limit (bus.max_name_chars).")
                 previous = item.getprevious()   # its tail is complete now
                 if previous is not None and previous.tail and len(previous.tail) > limits.max_text_chars:
                     raise _too_long("The text after", previous, len(previous.tail), limits.max_text_chars,
@@ -161,8 +169,11 @@ def _parse_limited(data: bytes, parser: etree.XMLPullParser, limits: Limits) -> 
                 if len(item) and item[-1].tail and len(item[-1].tail) > limits.max_text_chars:
                     raise _too_long("The text after", item[-1], len(item[-1].tail), limits.max_text_chars,
                                     "max_text_chars")
-            else:   # start-ns
+            else:   # start-ns: (prefix, namespace name)
                 declared += 1
+                if len(item[0]) > limits.max_name_chars:
+                    raise LimitExceeded(f"A namespace prefix has {len(item[0])} characters; the limit "
+                                        f"(bus.max_name_chars) is {limits.max_name_chars}.")
                 if len(item[1]) > limits.max_attribute_chars:
                     raise LimitExceeded(f"A namespace name has {len(item[1])} characters; the limit "
                                         f"(bus.max_attribute_chars) is {limits.max_attribute_chars}.")

@@ -252,6 +252,7 @@ LIMIT_CASES = [
     ("max_text_chars", b"<a>" + b"x" * 16_385 + b"</a>"),
     ("max_attribute_chars", b'<a b="' + b"x" * 4_097 + b'"/>'),
     ("max_depth", b"<a>" * 10_000 + b"</a>" * 10_000),
+    ("max_name_chars", b"<" + b"n" * 40_000 + b"/>"),
 ]
 
 

@@ -66,6 +66,9 @@ def test_the_defaults_are_the_settings_defaults():
     ("max_text_chars", b"<a/>" + b"x" * 16_385, ("after element <a>",)),
     ("max_attribute_chars", b'<a b="' + b"x" * 4_097 + b'"/>', ("4097 characters", "bus.max_attribute_chars")),
     ("max_attribute_chars", b'<a xmlns:p="' + b"x" * 4_097 + b'"/>', ("namespace name", "bus.max_attribute_chars")),
+    ("max_name_chars", b"<" + b"n" * 257 + b"/>", ("element's name has 257 characters", "bus.max_name_chars")),
+    ("max_name_chars", b"<a " + b"n" * 257 + b'="1"/>', ("attribute name of element <a>", "bus.max_name_chars")),
+    ("max_name_chars", b"<a xmlns:" + b"p" * 257 + b'="urn:x"/>', ("namespace prefix", "bus.max_name_chars")),
 ])
 def test_each_limit_is_refused_naming_its_setting(name, payload, words):
     message = refused(ENV % payload)
@@ -78,9 +81,10 @@ def test_a_request_just_at_each_limit_is_read():
     at = b"<a>" * 62 + b"</a>" * 62                         # envelope, header: 64 levels in all
     at += b"<b " + b" ".join(b'n%d="1"' % i for i in range(32)) + b"/>"
     at += b"<c>" + b"x" * 16_384 + b"</c>" + b'<d e="' + b"y" * 4_096 + b'"/>'
+    at += b"<" + b"f" * 256 + b" " + b"g" * 256 + b'="1"/>'
     root, _ = parse_envelope(ENV % at, None, Limits())
     assert soap_version_of(root) == "1.1"
-    elements = b"<e/>" * (10_000 - 4 - 62 - 3)             # envelope, header, body, a; a..., b c d
+    elements = b"<e/>" * (10_000 - 4 - 62 - 4)             # envelope, header, body, a; a..., b c d f
     parse_envelope(ENV % (at + elements), None, Limits())
 
 
@@ -90,6 +94,7 @@ def test_a_request_just_at_each_limit_is_read():
     ("max_attributes", 1, b'<a b="1" c="2"/>'),
     ("max_text_chars", 10, b"<a>12345678901</a>"),
     ("max_attribute_chars", 3, b'<a b="1234"/>'),
+    ("max_name_chars", 3, b"<abcd/>"),
 ])
 def test_limits_are_configurable(field, value, payload):
     parse_envelope(ENV % payload, None, Limits())
