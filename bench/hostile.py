@@ -23,7 +23,8 @@ sql                ``' OR 1=1 --`` and ``; DROP TABLE journal;`` in every string
                    the journal and the sandbox tables are all there and no row count went down)
 oversize-strings   a 20,000-character value in a string field of every operation; long
                    attributes and namespace names
-too-many           more elements than bus.max_elements, more attributes than bus.max_attributes
+too-many           more elements, attributes or namespace declarations than bus.max_elements,
+                   bus.max_attributes, bus.max_namespaces
 tokens             forged and replayed WS-Security UsernameTokens (SKIPPED until authentication
                    is configured)
 =================  ==========================================================================

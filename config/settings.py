@@ -35,11 +35,12 @@ ENV_OVERRIDES = {
 PHASES = (2, 3)
 
 #: The parser limits of every SOAP endpoint (services.inbound.Limits), ``bus.<name>`` in
-#: bus.yaml: body bytes, nesting depth, elements, attributes (and namespace declarations) per
-#: element, characters of one text node, of one attribute value, of one element or attribute name.
+#: bus.yaml: body bytes, nesting depth, elements, attributes per element, namespace declarations
+#: per element, characters of one text node, of one attribute value, of one element or attribute
+#: name. (gSOAP clients declare every namespace they know on the Envelope: 33 for these contracts.)
 LIMIT_DEFAULTS = {"max_body_bytes": 1 << 20, "max_depth": 64, "max_elements": 10_000,
-                  "max_attributes": 32, "max_text_chars": 16_384, "max_attribute_chars": 4_096,
-                  "max_name_chars": 256}
+                  "max_attributes": 32, "max_namespaces": 256, "max_text_chars": 16_384,
+                  "max_attribute_chars": 4_096, "max_name_chars": 256}
 #: libxml2 refuses documents deeper than this without ``huge_tree`` (which the bus never sets).
 LIBXML2_MAX_DEPTH = 256
 #: The largest answer the bus reads from a peer (``bus.max_peer_answer_bytes``, or per peer

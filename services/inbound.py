@@ -60,13 +60,14 @@ class Limits:
     """The parser limits of one SOAP endpoint (``bus.*`` in config/bus.yaml). Each one exceeded
     is a ``Client.LimitExceeded`` fault naming its setting. The defaults pass every request the
     contracts allow (the longest contract string is 1,024 characters, the longest list 1,000
-    cards); libxml2 itself stops at 256 levels without ``huge_tree``, so ``max_depth`` above
+    cards; gSOAP clients declare 33 namespaces on the Envelope); libxml2 itself stops at 256 levels without ``huge_tree``, so ``max_depth`` above
     that has no effect."""
 
     max_body_bytes: int = LIMIT_DEFAULTS["max_body_bytes"]        # bytes of the HTTP body
     max_depth: int = LIMIT_DEFAULTS["max_depth"]                  # element nesting
     max_elements: int = LIMIT_DEFAULTS["max_elements"]            # elements in the whole envelope
-    max_attributes: int = LIMIT_DEFAULTS["max_attributes"]        # attributes + xmlns declarations of one element
+    max_attributes: int = LIMIT_DEFAULTS["max_attributes"]        # attributes of one element
+    max_namespaces: int = LIMIT_DEFAULTS["max_namespaces"]        # namespace declarations on one element
     max_text_chars: int = LIMIT_DEFAULTS["max_text_chars"]        # one text node: an element's text or tail
     max_attribute_chars: int = LIMIT_DEFAULTS["max_attribute_chars"]   # one attribute value, a namespace name
     max_name_chars: int = LIMIT_DEFAULTS["max_name_chars"]        # one element or attribute name
@@ -146,10 +147,9 @@ def _parse_limited(data: bytes, parser: etree.XMLPullParser, limits: Limits) -> 
                     raise LimitExceeded(f"An element's name has {len(local)} characters; the limit "
                                         f"(bus.max_name_chars) is {limits.max_name_chars}.")
                 attrib = item.attrib
-                if len(attrib) + declared > limits.max_attributes:
-                    raise LimitExceeded(f"Element <{_name(item)}> carries {len(attrib) + declared} attributes "
-                                        f"and namespace declarations; the limit (bus.max_attributes) is "
-                                        f"{limits.max_attributes}.")
+                if len(attrib) > limits.max_attributes:
+                    raise LimitExceeded(f"Element <{_name(item)}> carries {len(attrib)} attributes; the limit "
+                                        f"(bus.max_attributes) is {limits.max_attributes}.")
                 declared = 0
                 for key, value in attrib.items():
                     if len(value) > limits.max_attribute_chars:
@@ -169,8 +169,11 @@ def _parse_limited(data: bytes, parser: etree.XMLPullParser, limits: Limits) -> 
                 if len(item) and item[-1].tail and len(item[-1].tail) > limits.max_text_chars:
                     raise _too_long("The text after", item[-1], len(item[-1].tail), limits.max_text_chars,
                                     "max_text_chars")
-            else:   # start-ns: (prefix, namespace name)
+            else:   # start-ns: (prefix, namespace name), before the start of its element
                 declared += 1
+                if declared > limits.max_namespaces:
+                    raise LimitExceeded(f"An element declares more than {limits.max_namespaces} namespaces, the "
+                                        "limit (bus.max_namespaces).")
                 if len(item[0]) > limits.max_name_chars:
                     raise LimitExceeded(f"A namespace prefix has {len(item[0])} characters; the limit "
                                         f"(bus.max_name_chars) is {limits.max_name_chars}.")

@@ -249,6 +249,7 @@ def with_header_block(payload: bytes) -> bytes:
 LIMIT_CASES = [
     ("max_elements", b"<a/>" * 10_001),
     ("max_attributes", b"<a " + b" ".join(b'n%d="1"' % i for i in range(33)) + b"/>"),
+    ("max_namespaces", b"<a " + b" ".join(b'xmlns:p%d="urn:%d"' % (i, i) for i in range(257)) + b"/>"),
     ("max_text_chars", b"<a>" + b"x" * 16_385 + b"</a>"),
     ("max_attribute_chars", b'<a b="' + b"x" * 4_097 + b'"/>'),
     ("max_depth", b"<a>" * 10_000 + b"</a>" * 10_000),

@@ -58,8 +58,8 @@ def test_the_defaults_are_the_settings_defaults():
     ("max_elements", b"<a/>" * 10_001, ("10000 elements", "bus.max_elements")),
     ("max_attributes", b"<a " + b" ".join(b'n%d="1"' % i for i in range(33)) + b"/>",
      ("<a>", "33 attributes", "bus.max_attributes")),
-    ("max_attributes", b"<a " + b" ".join(b'xmlns:p%d="urn:%d"' % (i, i) for i in range(33)) + b"/>",
-     ("namespace declarations", "bus.max_attributes")),
+    ("max_namespaces", b"<a " + b" ".join(b'xmlns:p%d="urn:%d"' % (i, i) for i in range(257)) + b"/>",
+     ("more than 256 namespaces", "bus.max_namespaces")),
     ("max_text_chars", b"<a>" + b"x" * 16_385 + b"</a>", ("<a>", "16385 characters", "bus.max_text_chars")),
     ("max_text_chars", "<a>".encode() + "中".encode() * 16_385 + b"</a>", ("16385 characters",)),
     ("max_text_chars", b"<a/>" + b"x" * 16_385 + b"<b/>", ("after element <a>", "bus.max_text_chars")),
@@ -88,10 +88,19 @@ def test_a_request_just_at_each_limit_is_read():
     parse_envelope(ENV % (at + elements), None, Limits())
 
 
+def test_a_gsoap_envelope_declaring_every_namespace_it_knows_is_read():
+    """gSOAP declares its whole namespace table on the Envelope: 33 namespaces for these
+    contracts, more for a client generated from more WSDLs."""
+    declarations = b" ".join(b'xmlns:ns%d="http://ws.chinaunicom.cn/ns%d"' % (i, i) for i in range(120))
+    data = ENV.replace(b"<s:Envelope ", b"<s:Envelope " + declarations + b" ") % b""
+    parse_envelope(data, None, Limits())
+
+
 @pytest.mark.parametrize("field, value, payload", [
     ("max_depth", 5, b"<a><b><c><d/></c></b></a>"),             # Envelope, Header, a, b, c, d: 6
     ("max_elements", 20, b"<x/>" * 30),
     ("max_attributes", 1, b'<a b="1" c="2"/>'),
+    ("max_namespaces", 1, b'<a xmlns:b="urn:b" xmlns:c="urn:c"/>'),
     ("max_text_chars", 10, b"<a>12345678901</a>"),
     ("max_attribute_chars", 3, b'<a b="1234"/>'),
     ("max_name_chars", 3, b"<abcd/>"),
