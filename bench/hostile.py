@@ -100,6 +100,7 @@ class Case:
     may_answer: bool = False                  # a 200 valid against the contract is correct too (sql)
     chunked: bool = False
     body_parts: object = None                 # a callable yielding the body in parts (50 MB)
+    raw_body: bool = False                    # chunked: ``body`` is sent as it is (its own, broken, framing)
 
     @property
     def content_type(self) -> str:
@@ -172,8 +173,8 @@ def post(port: int, path: str, case: Case, timeout: float = 120) -> Answer:
         try:
             sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
             for part in parts:
-                sock.sendall(b"%x\r\n%s\r\n" % (len(part), part) if case.chunked else part)
-            if case.chunked:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(part), part) if case.chunked and not case.raw_body else part)
+            if case.chunked and not case.raw_body:
                 sock.sendall(b"0\r\n\r\n")
         except OSError as exc:   # the bus answered and closed before reading it all
             send_error = f"{type(exc).__name__} while sending"
@@ -342,6 +343,9 @@ def cls_deep_nesting(ctx) -> list[Case]:
         Case("10,000 levels, SOAP 1.2", in_header(deep, arrears("1.2")), version="1.2", codes=(LIMIT,)),
         Case("10,000 levels, GBK", in_header(deep, arrears(encoding="gbk")), charset="GBK", codes=(LIMIT,)),
         Case("10,000 levels, chunked", in_header(deep, base), chunked=True, codes=(LIMIT,)),
+        Case("10,000 levels, then a broken chunk", b"%x\r\n%s\r\nzz\r\n" % (len(in_header(deep, base)[:4000]),
+             in_header(deep, base)[:4000]), chunked=True, raw_body=True, codes=(LIMIT, MALFORMED)),
+        Case("a broken chunk size", b"zz\r\n" + base + b"\r\n0\r\n\r\n", chunked=True, raw_body=True, codes=(MALFORMED,)),
         Case("10,000 unclosed levels", in_header(b"<d>" * 10_000, base), codes=(LIMIT,)),
         Case("65 levels (one over the limit)", in_header(b"<d>" * 62 + b"</d>" * 62, base), codes=(LIMIT,)),
     ]

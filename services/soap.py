@@ -83,11 +83,17 @@ def read_body(environ: dict, limit: int) -> bytes:
         length = int(environ.get("CONTENT_LENGTH") or -1)
     except ValueError:
         raise MalformedRequest("The Content-Length header is not a number.") from None
-    if length > limit:
-        _drain(environ["wsgi.input"], length, 8 * limit)
-        raise LimitExceeded(f"The request body has {length} bytes; the limit (bus.max_body_bytes) is {limit}.")
     stream = environ["wsgi.input"]
-    data = stream.read(length) if length >= 0 else stream.read(limit + 1)
+    try:
+        if length > limit:
+            _drain(stream, length, 8 * limit)
+            raise LimitExceeded(f"The request body has {length} bytes; the limit (bus.max_body_bytes) is {limit}.")
+        data = stream.read(length) if length >= 0 else stream.read(limit + 1)
+    except ClientFault:
+        raise
+    except Exception as exc:   # the server's reader: a broken chunk, a connection cut mid-body
+        raise MalformedRequest(f"The request body could not be read ({type(exc).__name__}); check its "
+                               "Content-Length or chunked encoding.") from None
     if len(data) > limit:
         raise LimitExceeded(f"The request body is larger than the limit of {limit} bytes (bus.max_body_bytes).")
     encoding = (environ.get("HTTP_CONTENT_ENCODING") or "").strip().lower()

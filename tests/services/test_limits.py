@@ -186,6 +186,17 @@ def test_a_body_over_the_size_limit_names_it():
     assert read_body(environ(b"x" * 100), 100) == b"x" * 100
 
 
+def test_a_body_the_server_cannot_read_is_a_client_fault():
+    class Broken:
+        def read(self, size=-1):
+            raise ValueError("Invalid chunk size")   # what gunicorn's reader raises (a ParseException)
+
+    with pytest.raises(MalformedRequest, match=r"could not be read \(ValueError\); check its Content-Length"):
+        read_body({"wsgi.input": Broken()}, 100)
+    with pytest.raises(MalformedRequest, match="could not be read"):
+        read_body({"CONTENT_LENGTH": "1000", "wsgi.input": Broken()}, 100)
+
+
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "x-gzip", "gzip, identity", "compress"])
 def test_a_compressed_body_is_refused_not_parsed(encoding):
     with pytest.raises(MalformedRequest, match="Content-Encoding") as err:
