@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: serve test bench demo install clean
+.PHONY: serve test bench hostile demo install clean
 
 serve: $(STAMP)
 	$(BIN)/bssbus serve
@@ -15,6 +15,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.outbox
+
+hostile: $(STAMP)
+	$(BIN)/python -m bench.hostile
 
 demo: $(STAMP)
 	$(BIN)/bssbus demo

@@ -2,7 +2,9 @@
 
 One zeep ``Client`` per contract per process (the WSDL is parsed once), one requests
 ``Session`` per peer with a pooled keep-alive ``HTTPAdapter``, one service proxy per peer
-address, a timeout on every call, ``forbid_dtd`` / ``forbid_external`` on. A peer fault, an
+address, a timeout on every call. A peer's answer is read like a caller's request: no DTD, no
+entity, no external reference, no huge tree (:func:`zeep_settings`), never compressed and never
+longer than ``max_answer_bytes`` (:class:`~services.client.BoundedTransport`). A peer fault, an
 unreadable answer, a refused connection or a timeout becomes a ``Server`` fault naming the peer.
 
 Every call goes through the :class:`~bus.breaker.CircuitBreaker` of its endpoint (the resolved
@@ -27,13 +29,13 @@ from lxml import etree
 from requests.adapters import HTTPAdapter
 from zeep.helpers import serialize_object
 from zeep.plugins import Plugin
-from zeep.transports import Transport
 
 from adapters.credentials import WIRE_LOG, Credentials, mask_passwords, refused_credentials
 from bus.breaker import CircuitBreakers, is_peer_failure
 from bus.faults import BusFault, PeerFault, PeerTimeout, PeerUnavailable
 from bus.message import Message, Reply
 from config.settings import ConfigError, PeerConfig, did_you_mean
+from services.client import BoundedTransport, safe_zeep_settings
 from services.models import CONTRACTS
 from services.models.common import WSDL_DIR
 
@@ -68,10 +70,10 @@ _wsdl_lock = threading.Lock()
 _wsdl_documents: dict[str, zeep.wsdl.Document] = {}
 
 
-class PeerTransport(Transport):
-    """zeep's Transport, logging what it posts and receives (at debug level) with passwords
-    masked and in whatever charset it travels (zeep's own log decodes it as UTF-8, and fails on
-    a GBK request)."""
+class PeerTransport(BoundedTransport):
+    """The bounded transport (a capped, uncompressed answer) logging what it posts and receives
+    (at debug level) with passwords masked and in whatever charset it travels (zeep's own log
+    decodes it as UTF-8, and fails on a GBK request)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -81,7 +83,7 @@ class PeerTransport(Transport):
         debug = self.logger.isEnabledFor(logging.DEBUG)
         if debug:
             self.logger.debug("HTTP Post to %s:\n%s", address, _text(mask_passwords(message)))
-        response = self.session.post(address, data=message, headers=headers, timeout=self.operation_timeout)
+        response = super().post(address, message, headers)
         if debug:
             self.logger.debug("HTTP Response from %s (status: %d):\n%s", address, response.status_code,
                               _text(response.content))
@@ -101,8 +103,9 @@ def _text(data) -> str:
 
 
 def zeep_settings() -> zeep.Settings:
-    return zeep.Settings(strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True,
-                         xml_huge_tree=False)
+    """How every peer answer is parsed: services.client.safe_zeep_settings (no DTD, no entity,
+    no external reference, no huge tree)."""
+    return safe_zeep_settings()
 
 
 class Adapter:
@@ -120,7 +123,7 @@ class Adapter:
         self.session.mount("http://", pooled)
         self.session.mount("https://", pooled)
         self.transport = PeerTransport(session=self.session, timeout=peer.timeout,
-                                       operation_timeout=peer.timeout)
+                                       operation_timeout=peer.timeout, max_answer_bytes=peer.max_answer_bytes)
         self.credentials = Credentials(peer.auth)   # runs before the capture: it sees the token
         self._clients: dict[str, zeep.Client] = {}
         self._proxies: dict[tuple[str, str], object] = {}

@@ -49,6 +49,7 @@ from lxml import etree
 from zeep.exceptions import TransportError
 from zeep.helpers import serialize_object
 from zeep.loader import parse_xml
+
 from adapters.base import Adapter, PeerTransport, _RawCapture
 from adapters.credentials import mask_passwords
 from adapters.money import fen_to_yuan, yuan_to_fen
@@ -151,7 +152,8 @@ def to_utf8(raw: bytes, content_type: str | None) -> bytes:
 
 class GbkTransport(PeerTransport):
     """zeep Transport (an outbound plugin on the call) that posts GBK, saying so in the HTTP
-    ``charset`` and the XML declaration, and reads GBK (or whatever the answer declares)."""
+    ``charset`` and the XML declaration, and reads GBK (or whatever the answer declares), at most
+    the peer's ``max_answer_bytes`` of it, uncompressed (:class:`~services.client.BoundedTransport`)."""
 
     def __init__(self, capture: WireCapture, charset: str = WIRE_CHARSET, **kwargs):
         super().__init__(**kwargs)
@@ -179,7 +181,7 @@ class LegacyBillingAdapter(Adapter):
         super().__init__(peer)
         self.capture = WireCapture()
         self.transport = GbkTransport(self.capture, session=self.session, timeout=peer.timeout,
-                                      operation_timeout=peer.timeout)
+                                      operation_timeout=peer.timeout, max_answer_bytes=peer.max_answer_bytes)
 
     # -- the contract: one WSDL for both canonical services -------------------------------
     def wsdl_path(self, service: str):

@@ -56,7 +56,7 @@ class ClientFault(BusFault):
 
 
 class MalformedRequest(ClientFault):
-    """Not XML, not a SOAP envelope, a DOCTYPE, an undecodable charset, too big or too deep."""
+    """Not XML, not a SOAP envelope, a DOCTYPE, an undecodable charset, a compressed body."""
     code = "Client.MalformedRequest"
     rsp_code = "8001"
 
@@ -70,6 +70,21 @@ class ValidationFault(ClientFault):
 class UnknownOperation(ClientFault):
     code = "Client.UnknownOperation"
     rsp_code = "8003"
+
+
+class LimitExceeded(ClientFault):
+    """A request over one of the bus's parser limits (``bus.max_*`` in config/bus.yaml): body
+    size, nesting depth, element count, attributes per element, text or attribute length. The
+    faultstring names the setting and its value."""
+    code = "Client.LimitExceeded"
+    rsp_code = "8008"
+
+
+class ActionMismatch(ClientFault):
+    """The SOAPAction header (SOAP 1.1) or the Content-Type's ``action`` (SOAP 1.2) names an
+    operation other than the one in the Body."""
+    code = "Client.ActionMismatch"
+    rsp_code = "8009"
 
 
 class UnknownRoute(ClientFault):

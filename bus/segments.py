@@ -9,6 +9,7 @@ table when a file changes, so a reload never needs a restart and never blocks a 
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import threading
@@ -18,11 +19,18 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 
+from config.settings import ConfigError
+
 log = logging.getLogger("bssbus.segments")
 
+#: The largest segment or override file read (config/segments.csv is 1.5 MB for 33,862 ranges;
+#: 300,000 ranges take about 15 MB). A larger file is refused, not loaded into memory.
+MAX_FILE_BYTES = 64 << 20
 
-class SegmentError(ValueError):
-    """A segment file that cannot be loaded (overlap, bad number, bad line)."""
+
+class SegmentError(ConfigError):
+    """A segment file that cannot be loaded (overlap, bad number, bad line, too large, not
+    UTF-8): a configuration error, which the command line reports in one line."""
 
 
 @dataclass(frozen=True)
@@ -77,23 +85,23 @@ class SegmentTable:
     def from_files(cls, ranges: Path, overrides: Path | None = None) -> "SegmentTable":
         begins, ends, segments = [], [], []
         interned: dict[tuple, Segment] = {}
-        with open(ranges, encoding="utf-8", newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if not header or header[:3] != ["begin_msisdn", "end_msisdn", "province_code"]:
-                raise SegmentError(f"{ranges}: the first line must be "
-                                   "begin_msisdn,end_msisdn,province_code[,province,city,area_code]")
-            rows = []
-            for lineno, row in enumerate(reader, start=2):
-                if not row:
-                    continue
-                try:
-                    begin, end = int(row[0]), int(row[1])
-                except (ValueError, IndexError):
-                    raise SegmentError(f"{ranges}:{lineno}: begin and end must be numbers") from None
-                if begin > end or len(row[0]) != 11 or len(row[1]) != 11:
-                    raise SegmentError(f"{ranges}:{lineno}: {row[0]}-{row[1]} is not a range of 11-digit numbers")
-                rows.append((begin, end, tuple(row[2:6]) + ("",) * (6 - len(row)), lineno))
+        lines = _csv_rows(ranges)
+        header = next(lines, (1, None))[1]
+        if not header or header[:3] != ["begin_msisdn", "end_msisdn", "province_code"]:
+            raise SegmentError(f"{ranges}: the first line must be "
+                               "begin_msisdn,end_msisdn,province_code[,province,city,area_code]")
+        rows = []
+        for lineno, row in lines:
+            if not row:
+                continue
+            try:
+                begin, end = int(row[0]), int(row[1])
+            except (ValueError, IndexError):
+                raise SegmentError(f"{ranges}:{lineno}: begin and end must be numbers") from None
+            if begin > end or len(row[0]) != 11 or len(row[1]) != 11:
+                raise SegmentError(f"{ranges}:{lineno}: {row[0][:20]}-{row[1][:20]} is not a range of "
+                                   "11-digit numbers")
+            rows.append((begin, end, tuple(row[2:6]) + ("",) * (6 - len(row)), lineno))
         rows.sort()
         for (begin, end, info, lineno), prev in zip(rows, [None] + rows[:-1]):
             if prev is not None and begin <= prev[1]:
@@ -107,14 +115,45 @@ class SegmentTable:
             segments.append(seg)
         moved = {}
         if overrides is not None and overrides.exists():
-            with open(overrides, encoding="utf-8", newline="") as fh:
-                for lineno, row in enumerate(csv.DictReader(fh), start=2):
-                    number = (row.get("msisdn") or "").strip()
-                    code = (row.get("province_code") or "").strip()
-                    if len(number) != 11 or not number.isdigit() or not code:
-                        raise SegmentError(f"{overrides}:{lineno}: need an 11-digit msisdn and a province_code")
-                    moved[number] = Segment(code, override=True)
+            lines = _csv_rows(overrides)
+            names = next(lines, (1, []))[1]
+            for lineno, row in lines:
+                if not row:
+                    continue
+                fields = dict(zip(names, row))
+                number = (fields.get("msisdn") or "").strip()
+                code = (fields.get("province_code") or "").strip()
+                if len(number) != 11 or not number.isdigit() or not code:
+                    raise SegmentError(f"{overrides}:{lineno}: need an 11-digit msisdn and a province_code")
+                moved[number] = Segment(code, override=True)
         return cls(begins, ends, segments, moved)
+
+
+def _csv_rows(path: Path):
+    """(line number, fields) of each line of a UTF-8 CSV file of at most MAX_FILE_BYTES; any
+    problem is a SegmentError naming the file and line."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SegmentError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SegmentError(f"{path}: larger than {MAX_FILE_BYTES} bytes; refused")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SegmentError(f"{path}:{line}: not UTF-8 "
+                           f"({data[exc.start:exc.start + 1]!r} cannot be decoded)") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:   # a NUL byte, a field over csv's size limit, a broken quote
+            raise SegmentError(f"{path}:{reader.line_num}: not a CSV line this table can read ({exc})") from None
+        yield reader.line_num, row
 
 
 class SegmentDirectory:

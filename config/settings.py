@@ -40,6 +40,25 @@ ENV_OVERRIDES = {
 PHASES = (2, 3)
 PROJECT_DIR = CONFIG_DIR.parent
 
+#: The parser limits of every SOAP endpoint (services.inbound.Limits), ``bus.<name>`` in
+#: bus.yaml: body bytes, nesting depth, elements, attributes per element, namespace declarations
+#: per element, characters of one text node, of one attribute value, of one element or attribute
+#: name. (gSOAP clients declare every namespace they know on the Envelope: 33 for these contracts.)
+LIMIT_DEFAULTS = {"max_body_bytes": 1 << 20, "max_depth": 64, "max_elements": 10_000,
+                  "max_attributes": 32, "max_namespaces": 256, "max_text_chars": 16_384,
+                  "max_attribute_chars": 4_096, "max_name_chars": 256}
+#: libxml2 refuses documents deeper than this without ``huge_tree`` (which the bus never sets).
+LIBXML2_MAX_DEPTH = 256
+#: The largest answer the bus reads from a peer (``bus.max_peer_answer_bytes``, or per peer
+#: ``peers.<key>.max_answer_bytes``).
+MAX_PEER_ANSWER_BYTES = 16 << 20
+
+#: What a configuration file may be: its size in bytes, and its nodes once YAML aliases are
+#: expanded (a "billion laughs" of anchors and aliases is refused, not walked), and its nesting.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_NODES = 200_000
+MAX_CONFIG_DEPTH = 50
+
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message says where and why."""
@@ -61,17 +80,65 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _read_yaml(path: Path) -> dict:
+def read_yaml(path: Path, what: str = "configuration file") -> dict:
+    """A YAML mapping from ``path``, read safely: at most MAX_CONFIG_BYTES, UTF-8, plain data only
+    (PyYAML's SafeLoader: no Python objects), and refused when its anchors and aliases would
+    expand to more than MAX_CONFIG_NODES nodes or it nests deeper than MAX_CONFIG_DEPTH.
+    Anything else is a ConfigError saying which file and why."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
-        raise ConfigError(f"configuration file {path} does not exist") from None
+        raise ConfigError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a directory, not a file") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{what} {path} is larger than {MAX_CONFIG_BYTES} bytes; a configuration "
+                          "is a few kilobytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 (byte {exc.start} cannot be decoded)") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            _check_size(node, path, what)
+        result = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"configuration file {path} must hold a mapping at the top level")
-    return data
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{what} {path} nests deeper than YAML can be read "
+                          f"(at most {MAX_CONFIG_DEPTH} levels)") from None
+    finally:
+        loader.dispose()
+    result = result or {}
+    if not isinstance(result, dict):
+        raise ConfigError(f"{what} {path} must hold a mapping at the top level")
+    return result
+
+
+def _check_size(root: yaml.Node, path, what: str) -> None:
+    """Walk the composed YAML graph as the loaded data would repeat it (an alias counts every
+    time it is used), stopping at the first limit: so an alias bomb costs MAX_CONFIG_NODES steps."""
+    seen, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_NODES:
+            raise ConfigError(f"{what} {path} expands to more than {MAX_CONFIG_NODES} values (anchors and "
+                              "aliases repeating each other?); refused")
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"{what} {path} nests deeper than {MAX_CONFIG_DEPTH} levels (or an alias "
+                              "refers to itself); refused")
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, depth + 1) for item in node.value)
 
 
 @dataclass(frozen=True)
@@ -260,6 +327,7 @@ class PeerConfig:
     provinces: tuple = ()   # ((province, {"adapter": ..., "url": ...}), ...)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)   # one breaker per endpoint (name)
     auth: PeerAuth | None = None
+    max_answer_bytes: int = MAX_PEER_ANSWER_BYTES   # a longer answer is refused (Server.PeerFault)
 
     def for_province(self, province: str | None, service: str | None = None) -> "PeerConfig":
         """This peer as it is for ``province`` (and ``service``): its override applied, if it has
@@ -269,7 +337,7 @@ class PeerConfig:
                 return PeerConfig(key=f"{self.key}[{code}]", adapter=over.get("adapter", self.adapter),
                                   name=over.get("name", self.name), url=over.get("url", self.url),
                                   timeout=float(over.get("timeout", self.timeout)), breaker=self.breaker,
-                                  auth=over.get("auth", self.auth))
+                                  auth=over.get("auth", self.auth), max_answer_bytes=self.max_answer_bytes)
         return self
 
     @property
@@ -334,12 +402,34 @@ class Settings:
         return int(self.section("bus").get("port", 8080))
 
     @property
+    def limits(self) -> dict[str, int]:
+        """The parser limits of the bus's SOAP endpoints (``bus.max_*``; see LIMIT_DEFAULTS)."""
+        bus = self.section("bus")
+        out = {}
+        for name, default in LIMIT_DEFAULTS.items():
+            value = bus.get(name, default)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"bus.{name}: {value!r} is not a whole number of at least 1")
+            out[name] = value
+        if out["max_depth"] > LIBXML2_MAX_DEPTH:
+            raise ConfigError(f"bus.max_depth: {out['max_depth']} is above {LIBXML2_MAX_DEPTH}, the depth "
+                              "libxml2 parses at most")
+        return out
+
+    @property
     def max_body_bytes(self) -> int:
-        return int(self.section("bus").get("max_body_bytes", 1 << 20))
+        return self.limits["max_body_bytes"]
 
     @property
     def max_depth(self) -> int:
-        return int(self.section("bus").get("max_depth", 64))
+        return self.limits["max_depth"]
+
+    @property
+    def max_peer_answer_bytes(self) -> int:
+        value = self.section("bus").get("max_peer_answer_bytes", MAX_PEER_ANSWER_BYTES)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"bus.max_peer_answer_bytes: {value!r} is not a whole number of at least 1")
+        return value
 
     def _config_path(self, value: str) -> Path:
         path = Path(value)
@@ -420,10 +510,14 @@ class Settings:
                     over["url"] = over["url"].replace("{sandbox}", sandbox)
                 overrides.append((str(code), over))
             overrides = tuple(overrides)
+            answer = spec.get("max_answer_bytes", self.max_peer_answer_bytes)
+            if isinstance(answer, bool) or not isinstance(answer, int) or answer < 1:
+                raise ConfigError(f"peers.{key}.max_answer_bytes: {answer!r} is not a whole number of at least 1")
             out[key] = PeerConfig(key=key, adapter=str(spec.get("adapter", key)),
                                   name=str(spec.get("name", key.upper())), url=url,
                                   timeout=float(spec.get("timeout", 10)), provinces=overrides,
-                                  breaker=self.peer_breaker(key), auth=self.peer_auth(key))
+                                  breaker=self.peer_breaker(key), auth=self.peer_auth(key),
+                                  max_answer_bytes=answer)
         return out
 
     def server_option(self, name: str, default):
@@ -435,6 +529,8 @@ class Settings:
     # -- checks -----------------------------------------------------------------------
     def validate(self) -> None:
         """Raise ConfigError on the first thing that makes the configuration unusable."""
+        self.limits  # noqa: B018 - each one checked
+        self.max_peer_answer_bytes  # noqa: B018
         for code, phase in (self.raw.get("provinces") or {}).items():
             if int(phase) not in PHASES:
                 raise ConfigError(f"provinces.{code}: phase {phase} is not one of {PHASES}")
@@ -464,11 +560,11 @@ class Settings:
 def load_settings(path: str | os.PathLike | None = None, env: dict | None = None) -> Settings:
     """Load the default config, merge ``path`` (or $BSSBUS_CONFIG) over it, apply BSSBUS_*."""
     env = os.environ if env is None else env
-    raw = _read_yaml(DEFAULT_CONFIG)
+    raw = read_yaml(DEFAULT_CONFIG)
     source = [str(DEFAULT_CONFIG)]
     path = path or env.get("BSSBUS_CONFIG")
     if path:
-        raw = _merge(raw, _read_yaml(Path(path)))
+        raw = _merge(raw, read_yaml(Path(path)))
         source.append(str(path))
     for var, (section, key) in ENV_OVERRIDES.items():
         if env.get(var):

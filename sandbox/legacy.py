@@ -38,7 +38,7 @@ from bus.faults import ClientFault, UnknownOperation, ValidationFault
 from sandbox import store
 from sandbox.auth import CredentialGate
 from services.contracts import _compile_lock
-from services.inbound import SOAP11_ENV, parse_envelope, soap_body_child
+from services.inbound import SOAP11_ENV, Limits, parse_envelope, soap_body_child
 from services.models.common import WSDL_DIR
 from services.soap import read_body
 
@@ -111,7 +111,7 @@ class LegacyBillingPeer:
         self.credentials = credentials or CredentialGate()   # what each province's billing demands
         self.behaviour = behaviour if behaviour is not None else {}
         self.max_body_bytes = max_body_bytes
-        self.max_depth = max_depth
+        self.limits = Limits(max_body_bytes=max_body_bytes, max_depth=max_depth)
         self.schema = legacy_schema()
         self.wsdl_bytes = (FOLDER / f"{SERVICE}.wsdl").read_bytes()
         self.xsd_bytes = (FOLDER / f"{SERVICE}.xsd").read_bytes()
@@ -129,7 +129,7 @@ class LegacyBillingPeer:
             return self._fault("Server", behaviour["fault"])
         try:
             raw = read_body(environ, self.max_body_bytes)
-            envelope, charset = parse_envelope(raw, environ.get("CONTENT_TYPE"), self.max_depth)
+            envelope, charset = parse_envelope(raw, environ.get("CONTENT_TYPE"), self.limits)
             wrapper = soap_body_child(envelope)
             operation = self._operation(wrapper)
             if not self.schema.validate(wrapper):

@@ -68,7 +68,7 @@ class BusApplication:
         self.bus = bus
         self.files = files or ContractFiles()
         self.metrics = Metrics()
-        limits = dict(max_body_bytes=bus.settings.max_body_bytes, max_depth=bus.settings.max_depth)
+        limits = bus.settings.limits   # bus.max_* (services/inbound.py Limits)
         self.endpoints = {name: SoapEndpoint(contract, self.files.schemas[name], self._handle, **limits)
                           for name, contract in CONTRACTS.items()}
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from bus.faults import (SOAP11, SOAP12, BusFault, ClientFault, InternalError, MalformedRequest,
-                        fault_envelope, fault_status)
+from bus.faults import (SOAP11, SOAP12, BusFault, ClientFault, InternalError, LimitExceeded,
+                        MalformedRequest, fault_envelope, fault_status)
 from services.endpoints import ENVELOPE_KEY, Handler, build_wsgi
-from services.inbound import (InboundRequest, parse_envelope, read_request, soap_version_hint,
-                              soap_version_of)
+from services.inbound import (InboundRequest, Limits, actions_of, parse_envelope, read_request,
+                              soap_version_hint, soap_version_of)
 from services.models.common import Contract
 
 log = logging.getLogger("bssbus.soap")
@@ -31,6 +31,8 @@ log = logging.getLogger("bssbus.soap")
 MEDIA_TYPE = {SOAP11: "text/xml", SOAP12: "application/soap+xml"}
 XML_TYPE = "text/xml; charset=utf-8"
 FAULT_KEY = "bssbus.fault"
+#: For re-reading the bus's own answers: still no entities, no network, no DTD.
+_OWN = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
 def content_type(soap_version: str = SOAP11, charset: str = "utf-8") -> str:
@@ -68,19 +70,37 @@ class Exchange:
         return self.status, content_type(self.soap_version), self.response
 
 
+#: Content-Encoding values that mean "not encoded"; the bus reads no compressed body, so a
+#: decompression bomb has nothing to go off in.
+_IDENTITY = {"", "identity"}
+
+
 def read_body(environ: dict, limit: int) -> bytes:
-    """The request body, at most ``limit`` bytes; more is a Client fault, not a truncation."""
+    """The request body, at most ``limit`` bytes; more is a Client fault (``LimitExceeded``), not a
+    truncation. A compressed body (any Content-Encoding but identity) is refused, unread by a
+    parser."""
     try:
         length = int(environ.get("CONTENT_LENGTH") or -1)
     except ValueError:
         raise MalformedRequest("The Content-Length header is not a number.") from None
-    if length > limit:
-        _drain(environ["wsgi.input"], length, 8 * limit)
-        raise MalformedRequest(f"The request body has {length} bytes; the limit is {limit}.")
     stream = environ["wsgi.input"]
-    data = stream.read(length) if length >= 0 else stream.read(limit + 1)
+    try:
+        if length > limit:
+            _drain(stream, length, 8 * limit)
+            raise LimitExceeded(f"The request body has {length} bytes; the limit (bus.max_body_bytes) is {limit}.")
+        data = stream.read(length) if length >= 0 else stream.read(limit + 1)
+    except ClientFault:
+        raise
+    except Exception as exc:   # the server's reader: a broken chunk, a connection cut mid-body
+        raise MalformedRequest(f"The request body could not be read ({type(exc).__name__}); check its "
+                               "Content-Length or chunked encoding.") from None
     if len(data) > limit:
-        raise MalformedRequest(f"The request body is larger than the limit of {limit} bytes.")
+        raise LimitExceeded(f"The request body is larger than the limit of {limit} bytes (bus.max_body_bytes).")
+    encoding = (environ.get("HTTP_CONTENT_ENCODING") or "").strip().lower()
+    if encoding not in _IDENTITY:
+        shown = encoding if len(encoding) <= 40 else encoding[:37] + "..."
+        raise MalformedRequest(f"The request body is encoded ({shown!r} in Content-Encoding); the bus reads "
+                               "uncompressed bodies only: send it without Content-Encoding.")
     return data
 
 
@@ -102,7 +122,7 @@ def encode_for(charset: str, response: bytes, soap_version: str = SOAP11) -> tup
     if charset in ("utf-8", "ascii"):
         return response, content_type(soap_version)
     try:
-        tree = etree.fromstring(response)
+        tree = etree.fromstring(response, _OWN)
         return etree.tostring(tree, xml_declaration=True, encoding=charset), content_type(soap_version, charset)
     except (LookupError, UnicodeEncodeError, etree.Error):
         return response, content_type(soap_version)
@@ -111,23 +131,27 @@ def encode_for(charset: str, response: bytes, soap_version: str = SOAP11) -> tup
 class SoapEndpoint:
     """A contract served at one address: safe parse, contract validation, spyne dispatch."""
 
-    def __init__(self, contract: Contract, schema: etree.XMLSchema, handler: Handler,
-                 max_body_bytes: int = 1 << 20, max_depth: int = 64):
+    def __init__(self, contract: Contract, schema: etree.XMLSchema, handler: Handler, **limits):
+        """``limits``: the :class:`~services.inbound.Limits` fields (``max_body_bytes``,
+        ``max_depth``, ``max_elements``...) that differ from its defaults."""
         self.contract = contract
         self.schema = schema
         self.wsgi = {version: build_wsgi(contract, handler, version) for version in MEDIA_TYPE}
-        self.max_body_bytes = max_body_bytes
-        self.max_depth = max_depth
+        self.limits = Limits(**limits)
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.limits.max_body_bytes
 
     def serve(self, environ: dict, context: dict | None = None) -> Exchange:
         ctype = environ.get("CONTENT_TYPE")
         exchange = Exchange(raw=b"", context=dict(context or {}), soap_version=soap_version_hint(ctype))
         try:
-            exchange.raw = read_body(environ, self.max_body_bytes)
-            envelope, charset = parse_envelope(exchange.raw, ctype, self.max_depth)
+            exchange.raw = read_body(environ, self.limits.max_body_bytes)
+            envelope, charset = parse_envelope(exchange.raw, ctype, self.limits)
             exchange.soap_version = soap_version_of(envelope)
             exchange.request = read_request(self.contract, self.schema, envelope, charset,
-                                            exchange.soap_version)
+                                            exchange.soap_version, actions_of(environ))
         except ClientFault as fault:
             return self._fault(exchange, fault)
         inner = {

@@ -74,7 +74,7 @@ def test_doctype_and_entities_are_refused(ws, payload):
 def test_body_over_the_size_limit(ws, sqlite_bus):
     limit = sqlite_bus.settings.max_body_bytes
     big = balance_request().replace(b"<soapenv:Body>", b"<soapenv:Body>" + b" " * (limit + 10))
-    assert_client_fault(*post(ws, big), "Client.MalformedRequest", "limit", str(limit))
+    assert_client_fault(*post(ws, big), "Client.LimitExceeded", "bus.max_body_bytes", str(limit))
 
 
 def test_nesting_deeper_than_the_limit(ws):
@@ -82,7 +82,7 @@ def test_nesting_deeper_than_the_limit(ws):
     body = balance_request().replace(b"</soapenv:Body>", deep + b"</soapenv:Body>")
     body = body.replace(b"<soapenv:Header/>", b"")
     status, ctype, out = post(ws, body)
-    assert_client_fault(status, ctype, out, "Client.MalformedRequest")
+    assert_client_fault(status, ctype, out, "Client.LimitExceeded", "bus.max_depth")
 
 
 def test_wrong_namespace(ws):
@@ -236,3 +236,115 @@ def test_unknown_service_with_a_broken_content_length_is_still_a_client_fault(sq
     status, ctype, body = post(f"{sqlite_bus.url}/ws/NoSuchService", balance_request(),
                                headers={"Content-Length": "many"})
     assert_client_fault(status, ctype, body, "Client.UnknownOperation", "NoSuchService")
+
+
+# -- the parser's limits over HTTP (services/inbound.py Limits; unit tests: tests/services/test_limits.py)
+
+def with_header_block(payload: bytes) -> bytes:
+    """balance_request() with ``payload`` in a SOAP Header block (the limits hold wherever it is)."""
+    return balance_request().replace(b"<soapenv:Body>", b"<soapenv:Header><x>" + payload + b"</x></soapenv:Header>"
+                                     b"<soapenv:Body>")
+
+
+LIMIT_CASES = [
+    ("max_elements", b"<a/>" * 10_001),
+    ("max_attributes", b"<a " + b" ".join(b'n%d="1"' % i for i in range(33)) + b"/>"),
+    ("max_namespaces", b"<a " + b" ".join(b'xmlns:p%d="urn:%d"' % (i, i) for i in range(257)) + b"/>"),
+    ("max_text_chars", b"<a>" + b"x" * 16_385 + b"</a>"),
+    ("max_attribute_chars", b'<a b="' + b"x" * 4_097 + b'"/>'),
+    ("max_depth", b"<a>" * 10_000 + b"</a>" * 10_000),
+    ("max_name_chars", b"<" + b"n" * 40_000 + b"/>"),
+]
+
+
+@pytest.mark.parametrize("setting, payload", LIMIT_CASES, ids=[c[0] for c in LIMIT_CASES])
+def test_each_limit_over_http(ws, setting, payload):
+    assert_client_fault(*post(ws, with_header_block(payload)), "Client.LimitExceeded", f"bus.{setting}")
+
+
+@pytest.mark.parametrize("setting, payload", LIMIT_CASES[:2], ids=[c[0] for c in LIMIT_CASES[:2]])
+def test_a_limit_in_soap12_is_a_sender_fault(ws, setting, payload):
+    body = with_header_block(payload).replace(SOAP.encode(), b"http://www.w3.org/2003/05/soap-envelope")
+    status, ctype, out = post(ws, body, "application/soap+xml; charset=utf-8")
+    assert status == 400 and ctype.startswith("application/soap+xml"), out[:300]
+    assert b"bss:Client.LimitExceeded" in out and f"bus.{setting}".encode() in out
+
+
+@pytest.mark.parametrize("setting, payload", LIMIT_CASES, ids=[c[0] for c in LIMIT_CASES])
+def test_the_sandbox_peers_hold_the_same_limits(sqlite_bus, setting, payload):
+    url = f"{sqlite_bus.sandbox_url}/peers/province_billing/51/BankPayment"
+    assert_client_fault(*post(url, with_header_block(payload)), "Client.LimitExceeded", f"bus.{setting}")
+
+
+def test_the_legacy_billing_peer_holds_the_depth_limit(sqlite_bus):
+    status, _, out = post(f"{sqlite_bus.sandbox_url}/peers/legacy_billing/34/LegacyBilling",
+                          with_header_block(b"<a>" * 300 + b"</a>" * 300))
+    assert status == 500 and b"bus.max_depth" in out.decode("gbk").encode()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+def test_a_compressed_body_is_a_client_fault(ws, encoding):
+    import gzip
+    status, ctype, out = post(ws, gzip.compress(balance_request()), headers={"Content-Encoding": encoding})
+    assert_client_fault(status, ctype, out, "Client.MalformedRequest", "Content-Encoding")
+
+
+def test_a_gzip_bomb_is_never_expanded(ws):
+    import gzip
+    bomb = gzip.compress(b"<a>" + b" " * (100 << 20) + b"</a>", 9)    # 100 MB in about 100 KB
+    assert len(bomb) < 200_000
+    assert_client_fault(*post(ws, bomb, headers={"Content-Encoding": "gzip"}), "Client.MalformedRequest",
+                        "Content-Encoding")
+
+
+@pytest.mark.parametrize("action", ["Pay", '"Pay"', "urn:x:Reverse", "NoSuchOperation"])
+def test_a_soapaction_naming_another_operation_is_refused(ws, action):
+    assert_client_fault(*post(ws, balance_request(), headers={"SOAPAction": action}),
+                        "Client.ActionMismatch", "QueryBalance")
+
+
+@pytest.mark.parametrize("action", ["QueryBalance", '"QueryBalance"', '""'])
+def test_a_soapaction_naming_the_operation_is_fine(ws, action):
+    status, _, body = post(ws, balance_request(), headers={"SOAPAction": action})
+    assert status == 200, body[:300]
+
+
+def test_a_soap12_action_naming_another_operation_is_refused(ws):
+    body = balance_request().replace(SOAP.encode(), b"http://www.w3.org/2003/05/soap-envelope")
+    status, ctype, out = post(ws, body, 'application/soap+xml; charset=utf-8; action="Pay"')
+    assert status == 400 and b"bss:Client.ActionMismatch" in out, out[:300]
+
+
+@pytest.fixture(scope="module")
+def tight_bus(tmp_path_factory):
+    """A bus whose config lowers every limit: the settings reach the endpoints."""
+    from bus.embedded import EmbeddedBus
+    from config.settings import load_settings
+
+    settings = load_settings(env={})
+    settings.raw["bus"].update(max_body_bytes=3000, max_depth=12, max_elements=40, max_attributes=4,
+                               max_text_chars=40, max_attribute_chars=60)
+    with EmbeddedBus(settings=settings, workdir=tmp_path_factory.mktemp("tight")) as embedded:
+        yield embedded
+
+
+@pytest.mark.parametrize("setting, payload", [
+    ("max_body_bytes", b" " * 3000), ("max_depth", b"<a>" * 10 + b"</a>" * 10), ("max_elements", b"<a/>" * 20),
+    ("max_attributes", b'<a b="" c="" d="" e="" f=""/>'), ("max_text_chars", b"<a>" + b"x" * 41 + b"</a>"),
+    ("max_attribute_chars", b'<a b="' + b"x" * 61 + b'"/>'),
+])
+def test_configured_limits_hold(tight_bus, setting, payload):
+    ws = f"{tight_bus.url}/ws/BankPayment"
+    assert post(ws, balance_request())[0] == 200, "a normal request is within even these limits"
+    assert_client_fault(*post(ws, with_header_block(payload)), "Client.LimitExceeded", f"bus.{setting}")
+
+
+def test_a_value_split_by_a_comment_reaches_the_peer_whole(ws):
+    """The contract XSD reads <SERIAL_NUMBER>130<!---->75...</SERIAL_NUMBER> as one number; the
+    peer must get that number, not "130" (comments are dropped at the parse)."""
+    u = seed_users("51")[0]
+    body = balance_request().replace(f">{u.msisdn}<".encode(), f">{u.msisdn[:3]}<!--x-->{u.msisdn[3:]}<".encode(), 1)
+    assert b"<!--x-->" in body
+    status, _, out = post(ws, body)
+    assert status == 200, out[:500]
+    assert etree.fromstring(out).xpath("string(//*[local-name()='RSP_CODE'])") == "0000"
