@@ -46,11 +46,13 @@ Adding a class: a function ``cls_<name>(ctx) -> list[Case]`` listed in CLASSES.
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import gzip
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -61,12 +63,14 @@ import uuid
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from lxml import etree
 from sqlalchemy import create_engine, inspect, text
 
-from bench.run import Server, _stat, _tree
+from bench.run import Server, _tree
+from bus.security import username_token
 from bus.server import free_port
 from sandbox.store import seed_users
 from services.client import BusClient
@@ -101,6 +105,8 @@ class Case:
     chunked: bool = False
     body_parts: object = None                 # a callable yielding the body in parts (50 MB)
     raw_body: bool = False                    # chunked: ``body`` is sent as it is (its own, broken, framing)
+    login: bool = True                        # send the credentials of the consumer the body speaks for
+    path: str | None = None                   # where it is posted (default /ws/<service>)
 
     @property
     def content_type(self) -> str:
@@ -156,6 +162,27 @@ class Answer:
     error: str = ""
 
 
+# The bus runs with authentication required: every case but the forged ones carries valid HTTP
+# basic credentials of the consumer its request speaks for (ORIG_DOMAIN, a bank's BANK_CODE), so
+# a hostile request meets the parser, the validation and the peer, not only the gatekeeper.
+PASSWORDS = {cid: "hostile-" + uuid.uuid4().hex[:12]
+             for cid in ("ESALES", "HQCRM", "PCRM", "TOPUP", "VAC", "ICBC", "CCB")}
+DOMAINS = {"ESALE": "ESALES", "UCRM": "HQCRM", "PCRM": "PCRM", "TOPUP": "TOPUP", "VAC": "VAC"}
+_FIELD = re.compile(rb"<(?:[\w.-]+:)?(ORIG_DOMAIN|BANK_CODE)>([A-Z]{2,10})<")
+
+
+def consumer_of(body: bytes) -> str:
+    fields = {k.decode(): v.decode() for k, v in _FIELD.findall(body[:20000])}
+    if fields.get("ORIG_DOMAIN") == "BANK":
+        return fields.get("BANK_CODE") if fields.get("BANK_CODE") in PASSWORDS else "ICBC"
+    return DOMAINS.get(fields.get("ORIG_DOMAIN", ""), "ICBC")
+
+
+def basic(consumer: str, password: str | None = None) -> str:
+    pw = PASSWORDS.get(consumer, "") if password is None else password
+    return "Basic " + base64.b64encode(f"{consumer}:{pw}".encode()).decode()
+
+
 def post(port: int, path: str, case: Case, timeout: float = 120) -> Answer:
     """POST ``case`` on a fresh connection; the answer is read even when the bus answers before
     the whole body is sent (it refuses an oversized body by its Content-Length)."""
@@ -163,6 +190,8 @@ def post(port: int, path: str, case: Case, timeout: float = 120) -> Answer:
     try:
         head = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Type: {case.content_type}"]
         head += [f"{k}: {v}" for k, v in case.headers.items()]
+        if case.login and "Authorization" not in case.headers:
+            head.append(f"Authorization: {basic(consumer_of(case.body))}")
         parts = case.body_parts() if case.body_parts else [case.body]
         if case.chunked:
             head.append("Transfer-Encoding: chunked")
@@ -450,13 +479,14 @@ def cls_wrong_action(ctx) -> list[Case]:
         Case("SOAP 1.2 envelope, SOAPAction for another operation", base12, version="1.2",
              headers={"SOAPAction": "Pay"}, codes=(ACTION,)),
     ]
-    ctx.paths.update({id(c): "/ws/BankPayment" for c in cases})
+    for c in cases:
+        c.path = "/ws/BankPayment"
     for name in ("NoSuchService", "BankPayment/../TopUp", "common"):
         case = Case(f"unknown service /ws/{name}", base, codes=(UNKNOWN_OP,))
-        ctx.paths[id(case)] = f"/ws/{name}"
+        case.path = f"/ws/{name}"
         cases.append(case)
     case = Case("POST to a path that is no service", base, codes=(UNKNOWN_OP,))
-    ctx.paths[id(case)] = "/admin"
+    case.path = "/admin"
     cases.append(case)
     return cases
 
@@ -497,7 +527,7 @@ def cls_sql(ctx) -> list[Case]:
                                   envelope(service, operation, args, version), service=service, version=version,
                                   may_answer=True))
     for case in cases:
-        ctx.paths[id(case)] = f"/ws/{case.service}"
+        case.path = f"/ws/{case.service}"
     return cases
 
 
@@ -526,7 +556,7 @@ def cls_oversize_strings(ctx) -> list[Case]:
              codes=(LIMIT,)),
     ]
     for case in cases:
-        ctx.paths[id(case)] = f"/ws/{case.service}"
+        case.path = f"/ws/{case.service}"
     return cases
 
 
@@ -554,15 +584,67 @@ def cls_too_many(ctx) -> list[Case]:
             codes=(LIMIT, VALIDATION)),
     ]
     for case in cases:
-        ctx.paths[id(case)] = f"/ws/{case.service}"
+        case.path = f"/ws/{case.service}"
     return cases
 
 
-def cls_tokens(ctx) -> list[Case] | None:
-    """Forged and replayed WS-Security UsernameTokens: unknown user, wrong password, a digest
-    over the wrong nonce, a stale Created, the same nonce twice. Expected: Client.FailedAuthentication.
-    Returns None (SKIPPED) while the bus has no authentication to test."""
-    return None
+def with_token(body: bytes, token: etree._Element, version: str = "1.1") -> bytes:
+    """``body`` (an envelope) with ``token`` (a wsse:Security element) as its SOAP header."""
+    doc = etree.fromstring(body)
+    header = etree.Element(f"{{{ENV_NS[version]}}}Header")
+    header.append(token)
+    doc.insert(0, header)
+    return etree.tostring(doc, xml_declaration=True, encoding="utf-8")
+
+
+def cls_tokens(ctx) -> list[Case]:
+    """Forged and replayed credentials: unknown users, wrong passwords, digests over another
+    nonce or time, stale and future Created, tokens without Nonce or Created, the same token
+    sent twice (the second is a replay), garbage in every field, wrong basic credentials, and
+    none at all. Every one: Client.FailedAuthentication, the generic refusal."""
+    from bus.security import WSSE, password_digest
+    failed = ("Client.FailedAuthentication",)
+    now = datetime.now(timezone.utc)
+    stamp = lambda seconds: (now + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")   # noqa: E731
+    cases = []
+    n = 8 if ctx.quick else 20
+    for i in range(n):
+        base = arrears()
+        cases += [
+            Case(f"unknown user {i}", with_token(base, username_token(f"NOBODY{i}", "x")), codes=failed, login=False),
+            Case(f"wrong password {i}", with_token(base, username_token("ICBC", f"guess{i}")), codes=failed, login=False),
+            Case(f"wrong text password {i}", with_token(base, username_token("ICBC", f"guess{i}", digest=False)),
+                 codes=failed, login=False),
+            Case(f"stale Created {i}", with_token(base, username_token("ICBC", PASSWORDS["ICBC"],
+                                                                         created=stamp(-3600 - i))), codes=failed, login=False),
+            Case(f"future Created {i}", with_token(base, username_token("ICBC", PASSWORDS["ICBC"],
+                                                                          created=stamp(3600 + i))), codes=failed, login=False),
+            Case(f"wrong basic {i}", base, headers={"Authorization": basic("ICBC", f"guess{i}")}, codes=failed, login=False),
+            Case(f"no credentials {i}", base, codes=failed, login=False),
+        ]
+        # a digest computed over another nonce than the one sent
+        forged = username_token("ICBC", PASSWORDS["ICBC"])
+        ut = forged.find(f"{{{WSSE}}}UsernameToken")
+        ut.find(f"{{{WSSE}}}Password").text = password_digest(b"another nonce!!!", ut.findtext("{*}Created"),
+                                                                  PASSWORDS["ICBC"])
+        cases.append(Case(f"digest over another nonce {i}", with_token(base, forged), codes=failed, login=False))
+        # no Nonce, no Created
+        for drop in ("Nonce", "Created"):
+            token = username_token("ICBC", PASSWORDS["ICBC"], digest=False)
+            ut = token.find(f"{{{WSSE}}}UsernameToken")
+            ut.remove(ut.find(f"{{*}}{drop}"))
+            cases.append(Case(f"no {drop} {i}", with_token(base, token), codes=failed, login=False))
+        # garbage in the token's fields
+        token = username_token("ICBC", PASSWORDS["ICBC"])
+        ut = token.find(f"{{{WSSE}}}UsernameToken")
+        ut.find(f"{{{WSSE}}}Nonce").text = "%%% not base64 %%%"
+        ut.find("{*}Created").text = "yesterday"
+        cases.append(Case(f"garbage Nonce and Created {i}", with_token(base, token), codes=failed, login=False))
+        # a valid token sent twice: the first is answered (by the peer), the replay refused
+        once = with_token(arrears(), username_token("ICBC", PASSWORDS["ICBC"]))
+        cases.append(Case(f"first use of a token {i}", once, may_answer=True, login=False))
+        cases.append(Case(f"replay of that token {i}", once, codes=failed, login=False))
+    return cases
 
 
 CLASSES = {
@@ -581,7 +663,7 @@ CLASSES = {
     "too-many": cls_too_many,
     "tokens": cls_tokens,
 }
-SKIP_NOTES = {"tokens": "authentication is not configured yet"}
+SKIP_NOTES: dict[str, str] = {}
 
 
 # -- what runs beside the battery ----------------------------------------------------------------------
@@ -615,7 +697,7 @@ class NormalTraffic(threading.Thread):
 
     def __init__(self, url: str, every: float = 0.1):
         super().__init__(daemon=True)
-        self.client = BusClient(url, timeout=30)
+        self.client = BusClient(url, timeout=30, login=lambda args: username_token("ICBC", PASSWORDS["ICBC"]))
         self.every = every
         self.stop = threading.Event()
         self.ok = 0
@@ -694,7 +776,6 @@ class Tables:
 class Ctx:
     quick: bool
     canary_url: str
-    paths: dict = field(default_factory=dict)
 
 
 def parse_args(argv=None):
@@ -720,12 +801,20 @@ def main(argv=None) -> int:
         canary = Canary()
         sandbox = bus = traffic = sampler = tables = None
         try:
-            sandbox = Server("sandbox", ["sandbox", "--db-url", sandbox_db], free_port(), tmp)
+            secrets, override = tmp / "secrets.yaml", tmp / "security.yaml"
+            secrets.write_text(json.dumps({"consumers": {c: {"password": p} for c, p in PASSWORDS.items()}}),
+                               encoding="utf-8")
+            override.write_text(json.dumps({"security": {"authentication": "required",
+                                                         "secrets_file": str(secrets)}}), encoding="utf-8")
+            sandbox = Server("sandbox", ["sandbox", "--db-url", sandbox_db, "--config", str(override)],
+                             free_port(), tmp)
             sandbox.wait_ready()
-            bus = Server("bus", ["serve", "--no-sandbox", "--db-url", bus_db, "--workers", "2"], free_port(), tmp,
+            bus = Server("bus", ["serve", "--no-sandbox", "--db-url", bus_db, "--workers", "2",
+                                 "--config", str(override)], free_port(), tmp,
                          env={"BSSBUS_SANDBOX_URL": sandbox.url})
             bus.wait_ready()
-            print(f"bssbus hostile battery: bus {bus.url} (gunicorn, 2 workers), sandbox {sandbox.url}, "
+            print(f"bssbus hostile battery: bus {bus.url} (gunicorn, 2 workers, authentication required), "
+                  f"sandbox {sandbox.url}, "
                   f"canary {canary.url}{' (quick)' if args.quick else ''}", flush=True)
             ctx = Ctx(quick=args.quick, canary_url=canary.url)
             sampler = RssSampler(bus.proc.pid, every=0.25)
@@ -748,7 +837,7 @@ def main(argv=None) -> int:
                 tally, codes, wrong = Counter(), Counter(), []
                 t0 = time.monotonic()
                 for case in cases:
-                    answer = post(bus.port, ctx.paths.get(id(case), f"/ws/{case.service}"), case)
+                    answer = post(bus.port, case.path or f"/ws/{case.service}", case)
                     verdict, why = judge(case, answer, schemas)
                     tally[verdict] += 1
                     if verdict == "wrong":
