@@ -101,6 +101,17 @@ def test_an_encrypted_key_is_refused_instead_of_prompting(pki, tmp_path):
         TlsConfig.from_settings(with_tls({"cert": str(pki["server"].cert), "key": str(key)}), env={})
 
 
+def test_serve_stops_on_a_missing_certificate_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    config = tmp_path / "tls.yaml"
+    config.write_text("server:\n  tls: {cert: /no/bus.crt, key: /no/bus.key}\n", encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "bus.cli", "serve", "--no-sandbox", "--config", str(config)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "bssbus serve: error: server.tls.cert: /no/bus.crt does not exist"
+
+
 # -- client certificates and addresses ------------------------------------------------------------
 
 def test_distinguished_names_compare_whatever_the_order_and_case():
