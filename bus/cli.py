@@ -79,10 +79,12 @@ def cmd_serve(args) -> int:
 
     settings = _settings(args)
     host, port = args.host or settings.host, args.port or settings.port
+    tls, origins = check_transport(settings)
+    scheme = "https" if tls else "http"
     sandbox = None
     if not args.no_sandbox:
         sandbox, url = start_sandbox_process(settings, settings.section("sandbox").get("host", "127.0.0.1"),
-                                             f"http://{host}:{port}", args.config)
+                                             f"{scheme}://{host}:{port}", args.config)
         settings.set_sandbox_url(url)
         print(f"sandbox peers at {url}/peers/", flush=True)
     settings.peers  # fail now, in one line, if a peer address cannot be built
@@ -97,14 +99,37 @@ def cmd_serve(args) -> int:
             sandbox.terminate()
             sandbox.wait(10)
 
-    print(f"bssbus serving http://{host}:{port}/ (journal: {settings.db_url})", flush=True)
+    client_certs = f", client certificates {tls.client_certs}" if tls and tls.client_certs != "none" else ""
+    print(f"bssbus serving {scheme}://{host}:{port}/ (journal: {settings.db_url}{client_certs})", flush=True)
     try:
         run_gunicorn(factory, host, port, workers=args.workers or settings.server_option("workers", 2),
                      threads=args.threads or settings.server_option("threads", 32),
-                     timeout=settings.server_option("timeout", 60), name="bssbus", on_exit=stop_sandbox)
+                     timeout=settings.server_option("timeout", 60), name="bssbus", on_exit=stop_sandbox,
+                     tls=tls, forwarded_allow_ips=origins.trusted)
     finally:
         stop_sandbox()
     return 0
+
+
+def check_transport(settings: Settings):
+    """(TlsConfig or None, Origins) of the configuration, checked before anything starts: a
+    missing or unreadable certificate, key or CA file, a bad network or a consumer that cannot
+    be used is one line on stderr, not a worker failing to boot. A consumer that needs a client
+    certificate the bus is never given is warned about."""
+    from bus.security import Gatekeeper
+    from bus.transport import Origins, TlsConfig
+    tls, origins = TlsConfig.from_settings(settings), Origins.from_settings(settings)
+    gatekeeper = Gatekeeper.from_settings(settings)
+    needs_cert = sorted(c.id for c in gatekeeper.consumers.values() if c.client_cert is not None)
+    limited = sorted(c.id for c in gatekeeper.consumers.values() if c.allow_from or c.client_cert)
+    if gatekeeper.mode == "off" and limited:
+        print(f"bssbus serve: warning: allow_from and client_cert of {', '.join(limited)} are not checked while "
+              "security.authentication is off", file=sys.stderr)
+    elif needs_cert and (tls is None or tls.client_certs == "none") and not origins.trusted:
+        print(f"bssbus serve: warning: {', '.join(needs_cert)} must present a client certificate, and the bus "
+              "asks for none (server.tls.client_certs is none, no security.trusted_proxies): their calls are "
+              "refused", file=sys.stderr)
+    return tls, origins
 
 
 def cmd_sandbox(args) -> int:

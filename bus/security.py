@@ -17,10 +17,15 @@ The :class:`Gatekeeper` answers "who is this?" for each request (:meth:`Gatekeep
   replay is refused by every worker and node sharing the database;
 - else HTTP basic (``Authorization: Basic``), for toolkits that cannot add the header (TLS!).
 
-Wrong user, wrong password, stale or replayed token: one generic ``Client.FailedAuthentication``
-to the caller; the real reason goes to the bus's log only. Then "may it?"
-(:meth:`Gatekeeper.authorize`): the service and operation, the ORIG_DOMAIN it claims, a
-bank's own BANK_CODE and its provinces; refused: ``Client.NotAuthorized`` with the reason.
+A consumer may also be held to its transport: ``allow_from`` (the addresses it calls from)
+and ``client_cert`` (the verified TLS client certificate it presents: subject and/or SHA-256
+fingerprint), checked against the request's :class:`~bus.transport.Origin`.
+
+Wrong user, wrong password, stale or replayed token, another address or certificate: one
+generic ``Client.FailedAuthentication`` to the caller; the real reason goes to the bus's log
+only. Then "may it?" (:meth:`Gatekeeper.authorize`): the service and operation, the ORIG_DOMAIN
+it claims, a bank's own BANK_CODE and its provinces; refused: ``Client.NotAuthorized`` with the
+reason.
 
 ``security.authentication``: ``required`` (every call identified), ``optional`` (identified
 when credentials come, anonymous otherwise; for moving callers over), ``off``, or ``auto``
@@ -46,6 +51,7 @@ import yaml
 from lxml import etree
 
 from bus.faults import Busy, ClientFault
+from bus.transport import CertificateRule, Origin, in_networks, parse_networks
 from config.settings import ConfigError
 
 log = logging.getLogger("bssbus.security")
@@ -93,6 +99,8 @@ class Consumer:
     provinces: frozenset[str] | None = None      # None: every province
     password: str | None = field(default=None, repr=False)        # clear, needed for digests
     password_hash: str | None = field(default=None, repr=False)   # pbkdf2_sha256$it$salt$hash
+    allow_from: tuple = ()                       # networks it may call from (empty: anywhere)
+    client_cert: CertificateRule | None = None   # the TLS client certificate it must present
 
     def may_call(self, service: str, operation: str) -> bool:
         allowed = self.services.get(service) or self.services.get(ALL)
@@ -170,11 +178,12 @@ def load_consumers(spec: dict | None, secrets_spec: dict, env) -> dict[str, Cons
     for cid, item in (spec or {}).items():
         if not isinstance(item, dict):
             raise SecurityConfigError(f"consumers.{cid} must be a mapping (domain, services, ...)")
-        unknown = set(item) - {"domain", "services", "bank_code", "provinces", "rate_limit", "password",
-                               "password_hash"}
+        unknown = set(item) - {"domain", "services", "bank_code", "provinces", "rate_limit", "allow_from",
+                               "client_cert", "password", "password_hash"}
         if unknown:
             raise SecurityConfigError(f"consumers.{cid}: unknown setting {', '.join(sorted(unknown))}; a consumer "
-                                      "takes domain, services, bank_code, provinces, rate_limit")
+                                      "takes domain, services, bank_code, provinces, rate_limit, allow_from, "
+                                      "client_cert")
         if "password" in item or "password_hash" in item:
             raise SecurityConfigError(f"consumers.{cid}: credentials do not belong in the configuration; set "
                                       f"BSSBUS_CONSUMER_{_env_name(cid)}_PASSWORD or put them in the secrets file")
@@ -190,7 +199,9 @@ def load_consumers(spec: dict | None, secrets_spec: dict, env) -> dict[str, Cons
             id=str(cid), domain=str(item["domain"]), services=services,
             bank_code=str(item["bank_code"]) if item.get("bank_code") else None,
             provinces=frozenset(str(p) for p in provinces) if provinces else None,
-            password=str(password) if password else None, password_hash=secret.get("password_hash"))
+            password=str(password) if password else None, password_hash=secret.get("password_hash"),
+            allow_from=parse_networks(item.get("allow_from"), f"consumers.{cid}.allow_from"),
+            client_cert=CertificateRule.parse(item.get("client_cert"), f"consumers.{cid}.client_cert"))
     return out
 
 
@@ -241,9 +252,11 @@ class Gatekeeper:
 
     # -- who is it? ---------------------------------------------------------------------------
     def identify(self, envelope: etree._Element | None, authorization: str | None,
-                 soap_ns: str | None = None) -> Consumer | None:
+                 soap_ns: str | None = None, origin: Origin | None = None) -> Consumer | None:
         """The consumer the request's credentials name, None for an anonymous caller when
-        authentication is optional or off; FailedAuthentication otherwise."""
+        authentication is optional or off; FailedAuthentication otherwise, also when the
+        consumer calls from outside its ``allow_from`` or without its ``client_cert``
+        (``origin``: the request's address and verified client certificate)."""
         if self.mode == "off":
             return None
         check_must_understand(envelope, soap_ns)
@@ -255,6 +268,7 @@ class Gatekeeper:
         consumer = self.consumers.get(token.username)
         if consumer is None:
             return self._refuse(f"unknown consumer {token.username!r}")
+        self._check_origin(consumer, origin or Origin(None))
         if token.digest:
             if consumer.password is None:
                 return self._refuse(f"{consumer.id}: PasswordDigest needs the clear password on the bus side, "
@@ -281,6 +295,21 @@ class Gatekeeper:
                                         datetime.now(timezone.utc) + 2 * self.window):
                 return self._refuse(f"{consumer.id}: nonce already used (a replayed token)")
         return consumer
+
+    def _check_origin(self, consumer: Consumer, origin: Origin) -> None:
+        """The consumer's transport: its addresses and its client certificate (checked before
+        its password: a caller from elsewhere costs no password hashing)."""
+        if consumer.allow_from and not in_networks(origin.ip, consumer.allow_from):
+            self._refuse(f"{consumer.id}: calls from {origin.describe()}, outside its allow_from "
+                         f"({', '.join(map(str, consumer.allow_from))})")
+        rule = consumer.client_cert
+        if rule is not None:
+            if origin.cert is None:
+                self._refuse(f"{consumer.id}: no verified client certificate from {origin.describe()}; "
+                             f"it needs {rule.describe()}")
+            if not rule.matches(origin.cert):
+                self._refuse(f"{consumer.id}: the client certificate {origin.cert.describe()} from "
+                             f"{origin.describe()} is not its own ({rule.describe()})")
 
     @staticmethod
     def _refuse(reason: str):

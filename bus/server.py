@@ -3,12 +3,17 @@
 gunicorn runs ``gthread`` workers: each worker serves many connections with a thread pool,
 so a slow peer ties up one thread, not a worker. The application is built in each worker
 after the fork (database engines and HTTP pools are never shared across processes).
+
+With ``server.tls`` gunicorn terminates TLS itself (bus/transport.py: TlsConfig), and
+:class:`ClientCertificateEnviron` hands the application the client certificate the TLS
+layer verified, under the names mod_ssl uses.
 """
 from __future__ import annotations
 
 import logging
 import socket
 import socketserver
+import ssl
 import threading
 from typing import Callable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -63,15 +68,59 @@ def _none() -> None:
     return None
 
 
+class ClientCertificateEnviron:
+    """WSGI middleware: the verified client certificate of the request's TLS connection in the
+    environ, as mod_ssl names it: ``SSL_CLIENT_VERIFY`` (``SUCCESS`` or ``NONE``),
+    ``SSL_CLIENT_S_DN`` (RFC 4514), ``SSL_CLIENT_CERT`` (PEM) and ``SSL_CLIENT_FINGERPRINT``
+    (SHA-256 of the DER, hex). gunicorn's workers do not set these; they do put the
+    connection's socket in ``gunicorn.socket``, and with ``cert_reqs`` optional or required
+    the TLS handshake has verified any certificate the client presented against ``ca_certs``."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        from bus.transport import certificate_identity
+        sock = environ.get("gunicorn.socket")
+        der = None
+        if isinstance(sock, ssl.SSLSocket) and sock.context.verify_mode != ssl.CERT_NONE:
+            try:
+                der = sock.getpeercert(binary_form=True)
+            except (ValueError, OSError):
+                der = None
+        if der:
+            subject, fingerprint, pem = certificate_identity(der)
+            environ.update(SSL_CLIENT_VERIFY="SUCCESS", SSL_CLIENT_S_DN=subject, SSL_CLIENT_CERT=pem,
+                           SSL_CLIENT_FINGERPRINT=fingerprint)
+        else:
+            environ["SSL_CLIENT_VERIFY"] = "NONE"
+        return self.app(environ, start_response)
+
+    def close(self) -> None:
+        getattr(self.app, "close", _none)()
+
+
 def run_gunicorn(factory, host: str, port: int, workers: int, threads: int, timeout: int = 60,
-                 name: str = "bssbus", on_exit=None) -> None:
+                 name: str = "bssbus", on_exit=None, tls=None, forwarded_allow_ips=None) -> None:
+    """``tls``: a bus.transport.TlsConfig (None: plain HTTP); ``forwarded_allow_ips``: the
+    proxies whose X-Forwarded-Proto gunicorn believes (its default: loopback)."""
     options = {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
                "worker_class": "gthread", "timeout": timeout, "graceful_timeout": 10,
                "keepalive": 30, "proc_name": name, "accesslog": None, "errorlog": "-",
                "loglevel": "warning"}
+    if tls is not None:
+        options.update(tls.gunicorn_options())
+        if tls.client_certs != "none":
+            factory = _with_client_certificates(factory)
+    if forwarded_allow_ips:
+        options["forwarded_allow_ips"] = ",".join(str(n) for n in forwarded_allow_ips)
     if on_exit is not None:
         options["on_exit"] = lambda _arbiter: on_exit()
     # a worker stopping gracefully closes its app (the bus: scheduler, forwarder, writer, pool)
     options["worker_exit"] = lambda _server, worker: getattr(getattr(worker, "wsgi", None), "close", _none)()
     logging.getLogger("gunicorn.error").setLevel(logging.WARNING)
     GunicornApp(factory, options).run()
+
+
+def _with_client_certificates(factory):
+    return lambda: ClientCertificateEnviron(factory())

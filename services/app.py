@@ -22,6 +22,7 @@ from bus import privacy
 from bus.core import Bus
 from bus.faults import BusFault, ClientFault, InternalError, UnknownOperation
 from bus.message import Message
+from bus.transport import Origins
 from services.contracts import SHARED, ContractFiles
 from services.mapping import from_dict, to_dict
 from services.models import CONTRACTS
@@ -68,6 +69,7 @@ class BusApplication:
         self.bus = bus
         self.files = files or ContractFiles()
         self.metrics = Metrics()
+        self.origins = Origins.from_settings(bus.settings)   # the client's address and certificate
         limits = bus.settings.limits   # bus.max_* (services/inbound.py Limits)
         self.endpoints = {name: SoapEndpoint(contract, self.files.schemas[name], self._handle, **limits)
                           for name, contract in CONTRACTS.items()}
@@ -85,7 +87,8 @@ class BusApplication:
         exchange.context["message"] = message
         gatekeeper = self.bus.gatekeeper
         try:
-            message.consumer = gatekeeper.identify(exchange.request.envelope, exchange.context.get("authorization"))
+            message.consumer = gatekeeper.identify(exchange.request.envelope, exchange.context.get("authorization"),
+                                                   origin=exchange.context.get("origin"))
             gatekeeper.authorize(message.consumer, message)
             release = self.bus.limiter.acquire(getattr(message.consumer, "id", None)
                                                or f"anonymous {message.caller}", message.trans_ido)
@@ -162,7 +165,8 @@ class BusApplication:
             self.bus.reject(raw, fault, service=name[:40])
             self.metrics.count(name[:40], None, fault.code)
             return self._soap_fault(fault, environ)
-        exchange = endpoint.serve(environ, context={"authorization": environ.get("HTTP_AUTHORIZATION")})
+        exchange = endpoint.serve(environ, context={"authorization": environ.get("HTTP_AUTHORIZATION"),
+                                                    "origin": self.origins.of(environ)})
         message = exchange.context.get("message")
         if message is not None:
             self.bus.complete(message, exchange.response, exchange.fault,
