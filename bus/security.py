@@ -161,13 +161,18 @@ class SecurityConfigError(ConfigError):
 
 
 def only_sandbox_peers(settings) -> bool:
-    """True when every peer (and every province override) is served by the sandbox."""
+    """True when every peer (and every province override) is served by the sandbox: its
+    address is the ``{sandbox}`` template, or starts with the sandbox's URL."""
     sandbox = settings.sandbox_url
-    if not sandbox:
-        return False
-    for peer in settings.peers.values():
-        urls = [peer.url] + [str(over.get("url", peer.url)) for _, over in peer.provinces]
-        if not all(url.startswith(sandbox) for url in urls):
+
+    def sandboxed(url) -> bool:
+        url = str(url or "")
+        return "{sandbox}" in url or bool(sandbox and url.startswith(sandbox))
+
+    for spec in (settings.raw.get("peers") or {}).values():
+        spec = spec or {}
+        overrides = [over or {} for over in (spec.get("provinces") or {}).values()]
+        if not sandboxed(spec.get("url")) or not all(sandboxed(o["url"]) for o in overrides if "url" in o):
             return False
     return True
 
