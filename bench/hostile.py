@@ -107,6 +107,7 @@ class Case:
     raw_body: bool = False                    # chunked: ``body`` is sent as it is (its own, broken, framing)
     login: bool = True                        # send the credentials of the consumer the body speaks for
     path: str | None = None                   # where it is posted (default /ws/<service>)
+    raw_request: bytes | None = None          # sent as it is, request line and headers included
 
     @property
     def content_type(self) -> str:
@@ -199,8 +200,15 @@ def post(port: int, path: str, case: Case, timeout: float = 120) -> Answer:
             length = sum(len(p) for p in case.body_parts()) if case.body_parts else len(case.body)
             head.append(f"Content-Length: {length}")
         send_error = ""
+        if case.raw_request is not None:
+            try:
+                sock.sendall(case.raw_request)
+            except OSError as exc:
+                send_error = f"{type(exc).__name__} while sending"
+            parts, head = [], None
         try:
-            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            if head is not None:
+                sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
             for part in parts:
                 sock.sendall(b"%x\r\n%s\r\n" % (len(part), part) if case.chunked and not case.raw_body else part)
             if case.chunked and not case.raw_body:
@@ -457,6 +465,28 @@ def cls_invalid_gbk(ctx) -> list[Case]:
     return cases
 
 
+def cls_http_layer(ctx) -> list[Case]:
+    """What the HTTP server refuses before the bus reads a byte of SOAP: a header over 8 KB, a
+    request line too long, a malformed request line, a broken chunk. A SOAP fault, not HTML."""
+    body = arrears()
+    head = (b"POST /ws/BankPayment HTTP/1.1\r\nHost: bus\r\nContent-Type: text/xml; charset=utf-8\r\n"
+            b"Content-Length: %d\r\n" % len(body))
+    cases = [
+        Case("a 9 KB header", b"", raw_request=head + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n" + body,
+             codes=(MALFORMED,)),
+        Case("a 200-header request", b"", raw_request=head + b"".join(b"X-H%d: v\r\n" % i for i in range(200))
+             + b"\r\n" + body, codes=(MALFORMED,)),
+        Case("an 8 KB request line", b"", raw_request=b"POST /ws/BankPayment?" + b"q" * 8200
+             + b" HTTP/1.1\r\nHost: bus\r\nContent-Length: 0\r\n\r\n", codes=(MALFORMED,)),
+        Case("a malformed request line", b"", raw_request=b"POST  /ws/BankPayment HTTP/9.9 extra\r\n\r\n",
+             codes=(MALFORMED,)),
+        Case("a broken chunk size", b"", raw_request=b"POST /ws/BankPayment HTTP/1.1\r\nHost: bus\r\n"
+             b"Content-Type: text/xml\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\n" + body + b"\r\n0\r\n\r\n",
+             codes=(MALFORMED,)),
+    ]
+    return cases
+
+
 def cls_wrong_action(ctx) -> list[Case]:
     base, base12 = arrears(), arrears("1.2")
     cases = [Case(f"SOAPAction {a!r} on QueryArrears", base, headers={"SOAPAction": a}, codes=(ACTION,))
@@ -657,6 +687,7 @@ CLASSES = {
     "compressed": cls_compressed,
     "invalid-utf8": cls_invalid_utf8,
     "invalid-gbk": cls_invalid_gbk,
+    "http-layer": cls_http_layer,
     "wrong-action": cls_wrong_action,
     "sql": cls_sql,
     "oversize-strings": cls_oversize_strings,

@@ -18,6 +18,7 @@ import threading
 from typing import Callable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
 
@@ -100,6 +101,24 @@ class ClientCertificateEnviron:
         getattr(self.app, "close", _none)()
 
 
+def soap_write_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    """What gunicorn answers a request it refuses before the application sees it (a request
+    line or header too long, a malformed request line or chunk): a SOAP 1.1 fault, never
+    gunicorn's HTML page. A 4xx refusal is Client.MalformedRequest, anything else
+    Server.InternalError; HTTP 500 as for every SOAP 1.1 fault, the connection closed."""
+    from bus.faults import InternalError, MalformedRequest, fault_envelope
+    if 400 <= status_int < 500:
+        fault = MalformedRequest(f"The HTTP request could not be read ({status_int} {reason}"
+                                 + (f": {mesg}" if mesg else "") + "); send a well-formed HTTP request "
+                                 "with headers under 8 KB.")
+    else:
+        fault = InternalError("The bus's HTTP server failed on this request; the failure is in its log.")
+    body = fault_envelope(fault)
+    head = (f"HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n"
+            f"Content-Type: text/xml; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n").encode("latin-1")
+    gunicorn_util.write_nonblock(sock, head + body)
+
+
 def run_gunicorn(factory, host: str, port: int, workers: int, threads: int, timeout: int = 60,
                  name: str = "bssbus", on_exit=None, tls=None, forwarded_allow_ips=None) -> None:
     """``tls``: a bus.transport.TlsConfig (None: plain HTTP); ``forwarded_allow_ips``: the
@@ -119,6 +138,7 @@ def run_gunicorn(factory, host: str, port: int, workers: int, threads: int, time
     # a worker stopping gracefully closes its app (the bus: scheduler, forwarder, writer, pool)
     options["worker_exit"] = lambda _server, worker: getattr(getattr(worker, "wsgi", None), "close", _none)()
     logging.getLogger("gunicorn.error").setLevel(logging.WARNING)
+    gunicorn_util.write_error = soap_write_error   # this process serves SOAP: its refusals too
     GunicornApp(factory, options).run()
 
 
