@@ -262,9 +262,9 @@ class Gatekeeper:
         authentication is optional or off; FailedAuthentication otherwise, also when the
         consumer calls from outside its ``allow_from`` or without its ``client_cert``
         (``origin``: the request's address and verified client certificate)."""
+        check_must_understand(envelope, soap_ns)   # whatever the mode: never silently ignored
         if self.mode == "off":
             return None
-        check_must_understand(envelope, soap_ns)
         token = wsse_token(envelope) or basic_token(authorization)
         if token is None:
             if self.mode == "optional":

@@ -270,3 +270,14 @@ def test_auto_is_off_with_sandbox_peers_only_and_required_once_a_peer_is_real():
         Gatekeeper.from_settings(settings, env={})
     env = {f"BSSBUS_CONSUMER_{cid}_PASSWORD": "x" for cid in settings.raw["consumers"]}
     assert Gatekeeper.from_settings(settings, env=env).mode == "required"
+
+
+def test_must_understand_is_honoured_with_authentication_off_too(bus):
+    """The default bus (sandbox peers only: authentication off) still refuses a header it
+    must understand and does not, rather than ignoring it."""
+    u = a_user("51")
+    other = etree.Element("{urn:example:routing}Priority")
+    status, _, body = call(bus, "BankPayment", "QueryArrears", arrears(u), other, must_understand="1")
+    assert (status, fault_of(body)[0]) == (500, "Client.MustUnderstand")
+    status, _, body = call(bus, "BankPayment", "QueryArrears", arrears(u), other, must_understand="0")
+    assert status == 200, "mustUnderstand 0: the header may be ignored"
