@@ -233,6 +233,9 @@ def test_an_open_breaker_holds_messages_without_spending_their_attempts(tmp_path
         try:
             trans_ido = sync(client, u, 1)[0]["UNI_BSS_HEAD"]["TRANS_IDO"]
             wait_for(lambda: bus.bus.adapters.breakers.refusing() == ["BILLING-88"])
+            # the second attempt's outcome is written after its failure opened the breaker
+            wait_for(lambda: (lambda r: r["attempts"] == 2 and "in progress" not in (r["last_error"] or ""))(
+                rows_of(bus, trans_ido)[0]))
             hops = len(bus.bus.journal.hops(trans_ido))
             time.sleep(1.5)   # many Forwarder passes (every 0.1 s) while the breaker stays open
             row = rows_of(bus, trans_ido)[0]
