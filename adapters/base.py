@@ -30,10 +30,11 @@ from requests.adapters import HTTPAdapter
 from zeep.helpers import serialize_object
 from zeep.plugins import Plugin
 
-from adapters.credentials import WIRE_LOG, Credentials, mask_passwords, refused_credentials
+from adapters.credentials import WIRE_LOG, Credentials, refused_credentials
 from bus.breaker import CircuitBreakers, is_peer_failure
 from bus.faults import BusFault, PeerFault, PeerTimeout, PeerUnavailable
 from bus.message import Message, Reply
+from bus.security import mask_passwords
 from config.settings import ConfigError, PeerConfig, did_you_mean
 from services.client import BoundedTransport, safe_zeep_settings
 from services.models import CONTRACTS

@@ -11,7 +11,7 @@ Each peer's ``auth`` (``config.settings.PeerAuth``) names a scheme:
 
 The user name may hold ``{province}``: it is filled in for the province of each call
 (:meth:`Credentials.use`). A password never leaves the process except on the wire to its
-peer: :func:`mask_passwords` blanks every ``Password`` element in what the journal keeps and
+peer: :func:`bus.security.mask_passwords` blanks every ``Password`` element in what the journal keeps and
 in the debug log of what is posted, and the basic-auth header is neither journalled nor logged.
 
 A peer that refuses the bus's credentials (a WS-Security fault such as
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import re
 import threading
 
 import zeep
@@ -32,21 +31,11 @@ from zeep.wsse.username import UsernameToken
 
 from config.settings import PeerAuth
 
-MASK = b"********"
-_PASSWORD = re.compile(rb"(<(?:[A-Za-z_][\w.-]*:)?Password\b[^>]*>)[^<]*(</(?:[A-Za-z_][\w.-]*:)?Password\s*>)")
 
 #: fault codes (local part, any prefix) that mean "your security credentials are refused":
 #: WS-Security 1.1's, and the SOAP 1.1 dotted form peers use (``Client.FailedAuthentication``)
 SECURITY_FAULTS = {"FailedAuthentication", "InvalidSecurity", "InvalidSecurityToken", "FailedCheck",
                    "SecurityTokenUnavailable", "MessageExpired", "UnsupportedSecurityToken"}
-
-
-def mask_passwords(data: bytes) -> bytes:
-    """``data`` (a serialized envelope, in any ASCII-compatible charset) with the text of every
-    ``Password`` element replaced by ``********``."""
-    if not data or b"Password" not in data:
-        return data
-    return _PASSWORD.sub(lambda m: m.group(1) + MASK + m.group(2), data)
 
 
 #: the logger of what every adapter posts (a child of zeep's, so zeep's level applies)

@@ -51,10 +51,10 @@ from zeep.helpers import serialize_object
 from zeep.loader import parse_xml
 
 from adapters.base import Adapter, PeerTransport, _RawCapture
-from adapters.credentials import mask_passwords
 from adapters.money import fen_to_yuan, yuan_to_fen
 from bus.faults import ClientFault, PeerFault
 from bus.message import Message
+from bus.security import mask_passwords
 from services.inbound import charset_of
 from services.models.common import WSDL_DIR
 

@@ -26,7 +26,7 @@ from config.settings import Settings
 from dao.db import open_database
 from dao.group_commit import DirectCommit, GroupCommit
 from dao.nonces import NonceStore
-from bus.security import Gatekeeper, RateLimiter, redact_credentials
+from bus.security import Gatekeeper, RateLimiter, mask_passwords
 from dao.journal import Journal
 from dao.idempotency import IdempotencyStore
 from dao.outbox import OutboxStore
@@ -100,7 +100,7 @@ class Bus:
         """The journal columns of ``message``'s inbound hop that are known when it arrives."""
         return dict(msg_id=message.msg_id, direction="in", service=message.service,
                     operation=message.operation, trans_ido=message.trans_ido, proc_id=message.proc_id,
-                    msisdn=message.msisdn, source=message.caller, request=redact_credentials(message.raw),
+                    msisdn=message.msisdn, source=message.caller, request=mask_passwords(message.raw),
                     consumer=getattr(message.consumer, "id", None))
 
     def receive(self, message: Message) -> int:
@@ -139,7 +139,7 @@ class Bus:
         self.journal.record(msg_id=_new_id(), direction="in", service=service, operation=operation,
                             trans_ido=fault.trans_ido, source=source, status="fault",
                             rsp_code=fault.rsp_code, fault_code=fault.code, error=fault.message[:1000],
-                            request=redact_credentials(raw), response=response, elapsed_ms=0.0)
+                            request=mask_passwords(raw), response=response, elapsed_ms=0.0)
 
     # -- routing and delivery -----------------------------------------------------------
     def handle(self, message: Message) -> tuple[Reply, Decision | None]:

@@ -112,14 +112,17 @@ class Consumer:
         return self.password_hash is not None and verify_hash(self.password_hash, given)
 
 
-_PASSWORD_TEXT = re.compile(rb"(<(?:[\w.-]+:)?Password\b[^>]*>)[^<]*(</)")
+MASK = b"********"
+_PASSWORD = re.compile(rb"(<(?:[A-Za-z_][\w.-]*:)?Password\b[^>]*>)[^<]*(</(?:[A-Za-z_][\w.-]*:)?Password\s*>)")
 
 
-def redact_credentials(raw: bytes) -> bytes:
-    """``raw`` with the text of every wsse ``Password`` element replaced (for the journal)."""
-    if b"Password" not in raw:
-        return raw
-    return _PASSWORD_TEXT.sub(rb"\1********\2", raw)
+def mask_passwords(data: bytes) -> bytes:
+    """``data`` (a serialized envelope, in any ASCII-compatible charset) with the text of every
+    ``Password`` element replaced by ``********``: what the journal and the logs keep of a
+    request the bus received or sent."""
+    if not data or b"Password" not in data:
+        return data
+    return _PASSWORD.sub(lambda m: m.group(1) + MASK + m.group(2), data)
 
 
 def hash_password(password: str, iterations: int = 200_000) -> str:

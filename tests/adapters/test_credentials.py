@@ -14,7 +14,8 @@ from lxml import etree
 
 from adapters import ADAPTERS
 from adapters.base import FAILURE, SUCCESS, breaker_verdict
-from adapters.credentials import Credentials, basic_authorization, mask_passwords, refused_credentials
+from adapters.credentials import Credentials, basic_authorization, refused_credentials
+from bus.security import mask_passwords
 from bus.faults import PeerFault
 from config.settings import PeerAuth, PeerConfig
 from tests.e2e.conftest import example
