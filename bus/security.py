@@ -370,11 +370,15 @@ def check_must_understand(envelope, soap_ns: str | None) -> None:
 
 
 def wsse_token(envelope) -> Token | None:
+    """The UsernameToken of ``envelope``'s wsse:Security header, or None."""
     if envelope is None:
         return None
     found = envelope.find(f"./{{*}}Header/{{{WSSE}}}Security/{{{WSSE}}}UsernameToken")
-    if found is None:
-        return None
+    return None if found is None else read_username_token(found)
+
+
+def read_username_token(found: etree._Element) -> Token:
+    """What a ``wsse:UsernameToken`` element says (an unreadable Nonce reads as none)."""
     username = (found.findtext(f"{{{WSSE}}}Username") or "").strip()
     password_el = found.find(f"{{{WSSE}}}Password")
     password = password_el.text or "" if password_el is not None else ""

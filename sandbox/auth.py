@@ -26,28 +26,20 @@ once while it is fresh (a replayed token is refused).
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import hmac
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from lxml import etree
 
-from bus.security import FailedAuthentication
+from bus.security import (WSSE, FailedAuthentication, basic_token, parse_time, password_digest,
+                          read_username_token)
 from sandbox.peers import peer_name
 
 log = logging.getLogger("bssbus.sandbox")
 
-WSSE_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
-WSU_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
-TOKEN_PROFILE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0"
-PASSWORD_TEXT = f"{TOKEN_PROFILE}#PasswordText"
-PASSWORD_DIGEST = f"{TOKEN_PROFILE}#PasswordDigest"
 SCHEMES = ("username_token", "username_token_digest", "basic")
 FRESHNESS = 300   # seconds a digest's Created may lie from now, either way
 REALM = "bssbus-sandbox"
@@ -139,57 +131,43 @@ class CredentialGate:
 
     @staticmethod
     def _basic(need: Requirement, authorization: str | None) -> str | None:
-        scheme, _, value = (authorization or "").partition(" ")
-        if scheme.lower() != "basic":
+        token = basic_token(authorization)
+        if token is None:
             return "no HTTP basic credentials"
-        try:
-            username, sep, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return "unreadable HTTP basic credentials"
-        if not sep or not (hmac.compare_digest(username.encode(), need.username.encode())
-                           & hmac.compare_digest(password.encode(), need.password.encode())):
-            return f"wrong HTTP basic credentials for {username!r}"
+        if not (hmac.compare_digest(token.username.encode(), need.username.encode())
+                & hmac.compare_digest(token.password.encode(), need.password.encode())):
+            return f"wrong HTTP basic credentials for {token.username!r}"
         return None
 
     def _token(self, need: Requirement, envelope: etree._Element | None) -> str | None:
-        tokens = [] if envelope is None else envelope.findall(
-            f"{{*}}Header/{{{WSSE_NS}}}Security/{{{WSSE_NS}}}UsernameToken")
-        if len(tokens) != 1:
-            return "no UsernameToken" if not tokens else "more than one UsernameToken"
-        token = tokens[0]
-        username = (token.findtext(f"{{{WSSE_NS}}}Username") or "").strip()
-        password = token.find(f"{{{WSSE_NS}}}Password")
-        if not hmac.compare_digest(username.encode(), need.username.encode()):
-            return f"unknown user {username!r}"
-        if password is None:
-            return f"no Password for {username!r}"
-        kind = password.get("Type") or PASSWORD_TEXT
+        found = [] if envelope is None else envelope.findall(
+            f"{{*}}Header/{{{WSSE}}}Security/{{{WSSE}}}UsernameToken")
+        if len(found) != 1:
+            return "no UsernameToken" if not found else "more than one UsernameToken"
+        token = read_username_token(found[0])
+        if not hmac.compare_digest(token.username.encode(), need.username.encode()):
+            return f"unknown user {token.username!r}"
+        if found[0].find(f"{{{WSSE}}}Password") is None:
+            return f"no Password for {token.username!r}"
         if need.scheme == "username_token":
-            if kind != PASSWORD_TEXT:
-                return f"a Password of type {kind}, PasswordText expected"
-            if not hmac.compare_digest((password.text or "").encode(), need.password.encode()):
-                return f"wrong password for {username!r}"
+            if token.digest:
+                return "a PasswordDigest, PasswordText expected"
+            if not hmac.compare_digest(token.password.encode(), need.password.encode()):
+                return f"wrong password for {token.username!r}"
             return None
-        if kind != PASSWORD_DIGEST:
-            return f"a Password of type {kind}, PasswordDigest expected"
-        nonce_text = token.findtext(f"{{{WSSE_NS}}}Nonce")
-        created = token.findtext(f"{{{WSU_NS}}}Created")
-        if not nonce_text or not created:
-            return "a PasswordDigest without Nonce or Created"
-        try:
-            nonce = base64.b64decode(nonce_text.strip(), validate=True)
-            when = datetime.fromisoformat(created.strip().replace("Z", "+00:00"))
-        except (binascii.Error, ValueError):
-            return "an unreadable Nonce or Created"
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+        if not token.digest:
+            return "a PasswordText, PasswordDigest expected"
+        if not token.nonce or not token.created:
+            return "a PasswordDigest without a readable Nonce or Created"
+        when = parse_time(token.created)
+        if when is None:
+            return "an unreadable Created"
         if abs(time.time() - when.timestamp()) > FRESHNESS:
-            return f"a token created at {created}, not within {FRESHNESS} s of now"
-        expected = base64.b64encode(hashlib.sha1(nonce + created.strip().encode("utf-8")
-                                                 + need.password.encode("utf-8")).digest())
-        if not hmac.compare_digest((password.text or "").strip().encode(), expected):
-            return f"wrong password digest for {username!r}"
-        if not self._fresh_nonce(nonce):
+            return f"a token created at {token.created}, not within {FRESHNESS} s of now"
+        expected = password_digest(token.nonce, token.created, need.password)
+        if not hmac.compare_digest(token.password.strip().encode(), expected.encode()):
+            return f"wrong password digest for {token.username!r}"
+        if not self._fresh_nonce(token.nonce):
             return "a nonce already used (a replayed token)"
         return None
 
