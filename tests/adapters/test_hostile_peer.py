@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import gzip
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from adapters.province_billing import ProvinceBillingAdapter
+from bench.hostile import Canary   # the battery's loopback listener, counting connections
 from bus.faults import PeerFault
 from bus.message import Message
 from bus.router import Decision, Route
@@ -26,27 +26,6 @@ from tests.e2e.conftest import example
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 NS = "http://ws.chinaunicom.cn/BankPayment/unibssBody"
 CAP = 1 << 20
-
-
-class Canary:
-    """A loopback listener that counts every connection made to it."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.hits = 0
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.hits += 1
-            conn.close()
 
 
 def answers(canary: str) -> dict[str, tuple[dict, bytes]]:
@@ -99,7 +78,7 @@ def hostile():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}", canary, seen
     server.shutdown()
-    canary.sock.close()
+    canary.close()
 
 
 def call(base: str, kind: str):
