@@ -115,7 +115,7 @@ class Bus:
         answered from the idempotency store, a message the router refused)."""
         if message.accepted and not fault:
             # durable since accept(); the answer's bytes can ride on a later commit
-            self.writer.submit(lambda conn, entry_id=message.journal_id: Journal.finish_in(
+            self.writer.submit(lambda conn, entry_id=message.journal_id: self.journal.finish_in(
                 conn, entry_id, response=response))
             return
         values = dict(response=response, elapsed_ms=(time.time() - message.received_at) * 1000,

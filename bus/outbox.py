@@ -31,7 +31,7 @@ from bus.idempotency import key_of, stored
 from bus.message import Message, Reply
 from bus.router import Decision
 from dao.idempotency import IdempotencyStore
-from dao.journal import Journal, now
+from dao.journal import now
 from dao.outbox import OutboxStore
 
 log = logging.getLogger("bssbus.forwarder")
@@ -108,7 +108,7 @@ def accept(bus, message: Message, decision: Decision, claim_key: bool = True) ->
         if claim_key and not IdempotencyStore.insert_done(conn, key, message.service, message.operation,
                                                           message.msg_id, answer, consumer.ttl):
             return None
-        entry_id = Journal.insert(conn, dict(entry))
+        entry_id = bus.journal.insert(conn, dict(entry))
         OutboxStore.add_in(conn, rows)
         return entry_id
 
@@ -214,6 +214,6 @@ class Forwarder:
 
         def write(conn):
             for hop in hops:
-                Journal.insert(conn, hop)
+                self.bus.journal.insert(conn, hop)
             conn.execute(outcome)
         self.bus.writer.run(write)

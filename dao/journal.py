@@ -14,7 +14,6 @@ import binascii
 import hashlib
 import os
 from datetime import datetime, timezone
-from weakref import WeakKeyDictionary
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -127,7 +126,6 @@ class JournalCipher:
 
 
 _cipher: tuple[str | None, JournalCipher] | None = None
-_by_engine: WeakKeyDictionary = WeakKeyDictionary()   # Engine -> the cipher its Journal opened with
 
 
 def cipher() -> JournalCipher:
@@ -140,18 +138,13 @@ def cipher() -> JournalCipher:
     return cached[1]
 
 
-def _cipher_of(conn: Connection) -> JournalCipher:
-    """The cipher of the Journal opened on ``conn``'s database, else the environment's."""
-    return _by_engine.get(conn.engine) or cipher()
-
-
 class Journal:
     """Journal (EIP Message Store): inbound and outbound hops with their raw bytes and keys."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
         # the key is read once, here, when the bus starts; an unusable one fails now
-        self.cipher = _by_engine[engine] = cipher()
+        self.cipher = cipher()
 
     def record(self, more: list[dict] = (), **values) -> int:
         """Insert one hop (and the hops in ``more``, in the same transaction); returns its id."""
@@ -161,11 +154,10 @@ class Journal:
                 self.insert(conn, hop)
             return entry_id
 
-    @staticmethod
-    def insert(conn: Connection, values: dict) -> int:
+    def insert(self, conn: Connection, values: dict) -> int:
         """Insert one hop in the caller's transaction; returns its id."""
         values.setdefault("started_at", now())
-        return conn.execute(_INSERT, _row(values, _cipher_of(conn))).inserted_primary_key[0]
+        return conn.execute(_INSERT, _row(values, self.cipher)).inserted_primary_key[0]
 
     def finish(self, entry_id: int, more: list[dict] = (), **values) -> None:
         """Complete a hop (status, result code, response bytes, timings) and insert the
@@ -173,17 +165,15 @@ class Journal:
         with self.engine.begin() as conn:
             self.finish_in(conn, entry_id, more, **values)
 
-    @staticmethod
-    def finish_in(conn: Connection, entry_id: int, more: list[dict] = (), **values) -> None:
+    def finish_in(self, conn: Connection, entry_id: int, more: list[dict] = (), **values) -> None:
         """:meth:`finish` in the caller's transaction."""
         values.setdefault("finished_at", now())
-        crypt = _cipher_of(conn)
         for column in RAW_COLUMNS:
             if column in values:
-                values[column] = crypt.seal(values[column])
+                values[column] = self.cipher.seal(values[column])
         conn.execute(_FINISH.values(**values), {"entry_id": entry_id})
         for hop in more:
-            conn.execute(_INSERT, _row(hop, crypt))
+            conn.execute(_INSERT, _row(hop, self.cipher))
 
     def purge(self, before: datetime) -> int:
         """Delete the hops that started before ``before`` (the journal's retention)."""

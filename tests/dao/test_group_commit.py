@@ -31,12 +31,12 @@ def count(engine, **where) -> int:
 
 def test_concurrent_units_are_committed_in_shared_transactions(db_url):
     engine = open_database(db_url)
-    writer = GroupCommit(engine)
+    writer, journal = GroupCommit(engine), Journal(engine)
     ids, start = [None] * 40, threading.Barrier(40)
 
     def one(n):
         start.wait()
-        ids[n] = writer.run(lambda conn: Journal.insert(conn, hop(n)))
+        ids[n] = writer.run(lambda conn: journal.insert(conn, hop(n)))
 
     threads = [threading.Thread(target=one, args=(n,)) for n in range(40)]
     for t in threads:
@@ -52,7 +52,7 @@ def test_concurrent_units_are_committed_in_shared_transactions(db_url):
 
 def test_a_failing_unit_fails_alone_and_the_rest_of_its_batch_is_committed(db_url):
     engine = open_database(db_url)
-    writer = GroupCommit(engine)
+    writer, journal = GroupCommit(engine), Journal(engine)
     busy, hold = threading.Event(), threading.Event()
     writer.submit(lambda conn: busy.set() or hold.wait(10))   # the writer is busy while a batch queues up
     assert busy.wait(10)
@@ -61,8 +61,8 @@ def test_a_failing_unit_fails_alone_and_the_rest_of_its_batch_is_committed(db_ur
     def one(n):
         def work(conn):
             if n == 3:   # a unit that breaks its transaction: a NOT NULL column left empty
-                Journal.insert(conn, dict(hop(n), msg_id=None))
-            return Journal.insert(conn, hop(n))
+                journal.insert(conn, dict(hop(n), msg_id=None))
+            return journal.insert(conn, hop(n))
         try:
             results[n] = writer.run(work)
         except Exception as exc:
@@ -88,11 +88,11 @@ def test_a_failing_unit_fails_alone_and_the_rest_of_its_batch_is_committed(db_ur
 
 def test_deferred_units_are_written_by_close(db_url):
     engine = open_database(db_url)
-    writer = GroupCommit(engine)
-    entry = writer.run(lambda conn: Journal.insert(conn, hop(1)))
+    writer, journal = GroupCommit(engine), Journal(engine)
+    entry = writer.run(lambda conn: journal.insert(conn, hop(1)))
     for n in range(2, 12):
-        writer.submit(lambda conn, n=n: Journal.insert(conn, hop(n)))
-    writer.submit(lambda conn: Journal.finish_in(conn, entry, response=b"<answer/>"))
+        writer.submit(lambda conn, n=n: journal.insert(conn, hop(n)))
+    writer.submit(lambda conn: journal.finish_in(conn, entry, response=b"<answer/>"))
     writer.close()
     assert count(engine) == 11
     with engine.connect() as conn:
@@ -100,6 +100,6 @@ def test_deferred_units_are_written_by_close(db_url):
     # a closed writer starts again when used, and a unit's own error reaches its caller
     with pytest.raises(ZeroDivisionError):
         writer.run(lambda conn: 1 / 0)
-    assert writer.run(lambda conn: Journal.insert(conn, hop(99))) > entry
+    assert writer.run(lambda conn: journal.insert(conn, hop(99))) > entry
     writer.close()
     engine.dispose()

@@ -66,9 +66,9 @@ def write_every_way(journal: Journal, tag: str) -> None:
                                                        response=b"<ok/>")])
     journal.finish(first, status="ok", response=REQUEST)
     with journal.engine.begin() as conn:
-        second = Journal.insert(conn, dict(msg_id=tag, direction="in", trans_ido=f"{tag}-insert",
+        second = journal.insert(conn, dict(msg_id=tag, direction="in", trans_ido=f"{tag}-insert",
                                            status="accepted", request=REQUEST))
-        Journal.finish_in(conn, second, [dict(msg_id=tag, direction="out", status="ok", started_at=now(),
+        journal.finish_in(conn, second, [dict(msg_id=tag, direction="out", status="ok", started_at=now(),
                                               trans_ido=f"{tag}-finish_in", request=REQUEST)],
                           response=REQUEST)
 
