@@ -199,6 +199,8 @@ def cmd_call(args) -> int:
         raise CliError(f"argument file {args.args} does not exist") from None
     except json.JSONDecodeError as exc:
         raise CliError(f"argument file {args.args} is not JSON: {exc}") from None
+    except RecursionError:
+        raise CliError(f"argument file {args.args} nests too deeply to be a request") from None
     if not isinstance(data, dict) or set(data) - {"UNI_BSS_HEAD", "UNI_BSS_BODY"}:
         raise CliError("the argument file must be an object with UNI_BSS_HEAD and UNI_BSS_BODY")
     try:

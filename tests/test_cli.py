@@ -205,3 +205,11 @@ def test_serve_stops_the_sandbox_with_it(tmp_path):
     time.sleep(0.5)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{sandbox}/healthz", timeout=2)
+
+
+def test_an_argument_file_nested_too_deeply_is_one_line_not_a_traceback(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"UNI_BSS_HEAD": ' + "[" * 100_000 + "]" * 100_000 + "}", encoding="utf-8")
+    out = bssbus("call", "BankPayment", "QueryArrears", str(deep), "--url", "http://127.0.0.1:9")
+    assert out.returncode == 2 and "nests too deeply" in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
