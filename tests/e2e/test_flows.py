@@ -209,7 +209,11 @@ def test_cut_over_at_run_time_while_traffic_flows(tmp_path):
         changed["set"] = time.monotonic()
         embedded.bus.phase_store.set(PHASE2, 3, changed_by="ops-test", reason="cut-over drill")
         changed["at"] = time.monotonic()
-        time.sleep(1.0)
+        # enough calls started after every process re-read the table (0.2 s), however busy the machine
+        deadline = time.monotonic() + 30
+        while (len([1 for start, _, _ in list(results) if start > changed["at"] + 0.3]) < 4
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
         stop.set()
         for t in threads:
             t.join()
