@@ -163,6 +163,10 @@ class Adapter:
         """The peer's address for one service: ``<peer url>/<Service>``."""
         return f"{base_url.rstrip('/')}/{service}"
 
+    def offers(self, service: str, operation: str) -> bool:
+        """Whether this peer has an operation for ``service.operation``."""
+        return service in self.services and operation in CONTRACTS[service].operations
+
     # -- mapping hooks: canonical peers need none ------------------------------------------
     def map_request(self, message: Message, decision) -> tuple[dict, dict]:
         head = dict(message.head)

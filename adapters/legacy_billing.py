@@ -196,6 +196,9 @@ class LegacyBillingAdapter(Adapter):
     def endpoint(self, service: str, base_url: str) -> str:
         return f"{base_url.rstrip('/')}/{LEGACY_SERVICE}"
 
+    def offers(self, service: str, operation: str) -> bool:
+        return (service, operation) in OPERATIONS
+
     def operation_of(self, message: Message, decision) -> str:
         op = OPERATIONS.get((message.service, message.operation))
         if op is None:

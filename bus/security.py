@@ -63,6 +63,7 @@ PASSWORD_TEXT = ("http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-userna
 PASSWORD_DIGEST = ("http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0"
                    "#PasswordDigest")
 MODES = ("auto", "required", "optional", "off")
+RECONCILIATION_DOMAIN = "RECON"   # ORIG_DOMAIN of the bus's own reconciliation (bus/reconcile.py)
 ALL = "*"
 
 
@@ -339,6 +340,14 @@ class Gatekeeper:
         if consumer.bank_code and bank and bank != consumer.bank_code:
             raise NotAuthorized(f"Consumer {consumer.id} is bank {consumer.bank_code}; it may not act as bank "
                                 f"{bank}.", message.trans_ido)
+
+    @staticmethod
+    def refuse_bus_only(message) -> None:
+        """What only the bus itself may send (its reconciliation's corrections) is refused from
+        any caller, in every authentication mode."""
+        if message.caller == RECONCILIATION_DOMAIN or "RECON_DATE" in (message.body or {}):
+            raise NotAuthorized(f"ORIG_DOMAIN {RECONCILIATION_DOMAIN} and RECON_DATE are the bus's own "
+                                "reconciliation's; leave them out.", message.trans_ido)
 
     @staticmethod
     def authorize_province(consumer: Consumer | None, message, province: str | None) -> None:

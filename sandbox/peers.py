@@ -63,6 +63,10 @@ def peer_name(kind: str, province: str | None) -> str:
             "province_billing": f"BILLING-{province}", "province_crm": f"CRM-{province}"}[kind]
 
 
+#: Reads whose answers are not kept for a repeated TRANS_IDO (a page of a payment list is large).
+UNREMEMBERED = {"ListPayments"}
+
+
 class Peers:
     """All simulated peers over one sandbox database. ``handle`` is the single entry."""
 
@@ -91,6 +95,8 @@ class Peers:
         if method is None:
             return answer(head, sender, "8888", f"{sender} does not offer {service}.{operation}"), None
         code, desc, rsp = method(sender, head, body)
+        if operation in UNREMEMBERED:
+            return answer(head, sender, code, desc), rsp
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(store.answers).values(peer=sender, trans_ido=trans_ido, operation=operation,
@@ -151,8 +157,9 @@ class Peers:
                     balance = self._account(conn, sender, msisdn)["balance"]
                     conn.execute(insert(store.payments).values(
                         peer=sender, bank_code=bank, bank_serial=serial, kind="pay", msisdn=msisdn,
-                        amount=amount, acct_date=today(), balance_after=balance,
-                        trans_ido=head.get("TRANS_IDO")))
+                        amount=amount, acct_date=body.get("RECON_DATE") or today(), balance_after=balance,
+                        trans_ido=head.get("TRANS_IDO"), trade_time=body.get("TRADE_TIME"),
+                        province=acct["province"]))
                     first = self._payment(conn, sender, bank, serial)
         except IntegrityError:  # the same serial posted concurrently: the first one stands
             with self.engine.connect() as conn:
@@ -177,7 +184,9 @@ class Peers:
                     return "1545", f"original payment {orig} is unknown", None
                 if original["reversed"]:
                     return "1546", f"original payment {orig} was already reversed", None
-                if original["acct_date"] != today():
+                # the bus's reconciliation may reverse a payment of the day its bank file is for
+                day = body.get("RECON_DATE") or today()
+                if original["acct_date"] != day:
                     return "1547", f"payment {orig} is of accounting day {original['acct_date']}", None
                 if original["msisdn"] != msisdn or original["amount"] != amount:
                     return "1548", "number or amount differs from the original payment", None
@@ -189,8 +198,9 @@ class Peers:
                 balance = self._account(conn, sender, msisdn)["balance"]
                 conn.execute(insert(store.payments).values(
                     peer=sender, bank_code=bank, bank_serial=serial, kind="reverse", orig_serial=orig,
-                    msisdn=msisdn, amount=amount, acct_date=today(), balance_after=balance,
-                    trans_ido=head.get("TRANS_IDO")))
+                    msisdn=msisdn, amount=amount, acct_date=day, balance_after=balance,
+                    trans_ido=head.get("TRANS_IDO"), trade_time=body.get("TRADE_TIME"),
+                    province=original["province"]))
                 done = self._payment(conn, sender, bank, serial)
         return "0000", "success", {"BANK_SERIAL": serial, "ORIG_BANK_SERIAL": orig, "SERIAL_NUMBER": msisdn,
                                    "AMOUNT": amount, "BALANCE": done["balance_after"]}
@@ -207,6 +217,28 @@ class Peers:
                "TXN_STATE": "1" if row["reversed"] else "0"}
         if row["orig_serial"]:
             rsp["ORIG_BANK_SERIAL"] = row["orig_serial"]
+        return "0000", "success", rsp
+
+    def billing_ListPayments(self, sender, head, body):
+        """One page of a bank's transactions of one accounting day, in bank serial order."""
+        p = store.payments.c
+        size = int(body.get("PAGE_SIZE") or 1000)
+        query = (select(p.bank_serial, p.trade_time, p.msisdn, p.amount, p.kind, p.orig_serial, p.reversed)
+                 .where(p.peer == sender, p.bank_code == body["BANK_CODE"], p.acct_date == body["ACCT_DATE"])
+                 .order_by(p.bank_serial).limit(size + 1))
+        if body.get("PROVINCE_CODE"):
+            query = query.where(p.province == body["PROVINCE_CODE"])
+        if body.get("AFTER_SERIAL"):
+            query = query.where(p.bank_serial > body["AFTER_SERIAL"])
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        page = rows[:size]
+        rsp = {"BANK_CODE": body["BANK_CODE"], "ACCT_DATE": body["ACCT_DATE"], "MORE": "1" if len(rows) > size else "0"}
+        if page:
+            rsp["LAST_SERIAL"] = page[-1].bank_serial
+            rsp["TXNS"] = {"TXN": [
+                f"{r.bank_serial}|{r.trade_time or '00000000000000'}|{r.msisdn}|{r.amount}|"
+                f"{0 if r.kind == 'pay' else 1}|{r.orig_serial or ''}|{r.reversed}" for r in page]}
         return "0000", "success", rsp
 
     def billing_SyncThreeAccount(self, sender, head, body):

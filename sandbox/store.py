@@ -12,8 +12,8 @@ import random
 from dataclasses import dataclass
 from functools import lru_cache
 
-from sqlalchemy import (BigInteger, Column, Integer, MetaData, String, Table, Text, UniqueConstraint, func,
-                        insert, select)
+from sqlalchemy import (BigInteger, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint,
+                        func, insert, select)
 from sqlalchemy.engine import Engine
 
 from bus.segments import SegmentTable
@@ -59,7 +59,10 @@ payments = Table(
     Column("balance_after", BigInteger, nullable=False),
     Column("reversed", Integer, nullable=False, default=0),
     Column("trans_ido", String(32)),
+    Column("trade_time", String(14)),
+    Column("province", String(2)),
     UniqueConstraint("peer", "bank_code", "bank_serial", name="uq_sb_payment_serial"),
+    Index("ix_sb_payment_day", "peer", "bank_code", "acct_date", "bank_serial"),
 )
 
 orders = Table(
@@ -168,7 +171,7 @@ USERS_PER_PROVINCE = 12
 CARDS_PER_PROVINCE = 40
 
 
-SCHEMA_VERSION = "4"   # a sandbox database of another version is rebuilt and reseeded
+SCHEMA_VERSION = "5"   # a sandbox database of another version is rebuilt and reseeded
 
 
 @dataclass(frozen=True)

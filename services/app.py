@@ -90,6 +90,7 @@ class BusApplication:
             message.consumer = gatekeeper.identify(exchange.request.envelope, exchange.context.get("authorization"),
                                                    origin=exchange.context.get("origin"))
             gatekeeper.authorize(message.consumer, message)
+            gatekeeper.refuse_bus_only(message)
             release = self.bus.limiter.acquire(getattr(message.consumer, "id", None)
                                                or f"anonymous {message.caller}", message.trans_ido)
             try:

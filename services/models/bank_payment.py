@@ -5,11 +5,11 @@ complexType names; fields are in XSD order. Money is integer fen.
 """
 
 from spyne.model.complex import ComplexModel
-from spyne.model.primitive import Unicode
+from spyne.model.primitive import Long, Unicode
 
 from .common import (
     BankCodeType, Contract, CycleType, DateType, FenType, MsisdnType, NameType,
-    NonNegativeFenType, Operation, PositiveFenType, SerialType, TimeType, UserStateType,
+    NonNegativeFenType, Operation, PositiveFenType, ProvinceCodeType, SerialType, TimeType, UserStateType,
     body_ns, head_ref, optional, required,
 )
 
@@ -24,6 +24,8 @@ __all__ = [
     "PayReq", "PayRsp", "PayResult",
     "ReverseReq", "ReverseRsp", "ReverseResult",
     "TxnTypeType", "TxnStateType", "QueryPaymentReq", "QueryPaymentRsp", "QueryPaymentResult",
+    "TxnRecordType", "TxnPageSizeType", "MoreType", "TxnList",
+    "ListPaymentsReq", "ListPaymentsRsp", "ListPaymentsResult", "MAX_TXN_PAGE",
 ]
 
 
@@ -111,6 +113,7 @@ class PayReq(ComplexModel):
         ("SERIAL_NUMBER", required(MsisdnType)),
         ("AMOUNT", required(PositiveFenType)),
         ("TRADE_TIME", required(TimeType)),
+        ("RECON_DATE", optional(DateType)),   # set by the bus's reconciliation only
     ]
 
 
@@ -145,6 +148,7 @@ class ReverseReq(ComplexModel):
         ("SERIAL_NUMBER", required(MsisdnType)),
         ("AMOUNT", required(PositiveFenType)),
         ("TRADE_TIME", required(TimeType)),
+        ("RECON_DATE", optional(DateType)),   # set by the bus's reconciliation only
     ]
 
 
@@ -202,6 +206,54 @@ class QueryPaymentResult(ComplexModel):
     ]
 
 
+# ----- ListPayments (reconciliation) ---------------------------------------------------
+
+#: Most transactions one ListPayments page holds (TxnPageSizeType's upper bound).
+MAX_TXN_PAGE = 10000
+
+TxnRecordType = Unicode(type_name="TxnRecordType", __namespace__=NS,
+                        pattern=r"[^|]{1,32}\|[0-9]{14}\|1[3-9][0-9]{9}\|[1-9][0-9]{0,11}\|[01]\|[^|]{0,32}\|[01]")
+TxnPageSizeType = Long(type_name="TxnPageSizeType", __namespace__=NS, ge=1, le=MAX_TXN_PAGE)
+MoreType = Unicode(type_name="MoreType", __namespace__=NS, values=["0", "1"])
+
+
+class ListPaymentsReq(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("BANK_CODE", required(BankCodeType)),
+        ("ACCT_DATE", required(DateType)),
+        ("PROVINCE_CODE", optional(ProvinceCodeType)),
+        ("AFTER_SERIAL", optional(SerialType)),
+        ("PAGE_SIZE", optional(TxnPageSizeType)),
+    ]
+
+
+class TxnList(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("TXN", required(TxnRecordType, max_occurs="unbounded")),
+    ]
+
+
+class ListPaymentsRsp(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("BANK_CODE", required(BankCodeType)),
+        ("ACCT_DATE", required(DateType)),
+        ("MORE", required(MoreType)),
+        ("LAST_SERIAL", optional(SerialType)),
+        ("TXNS", optional(TxnList)),
+    ]
+
+
+class ListPaymentsResult(ComplexModel):
+    __namespace__ = NS
+    _type_info = [
+        ("UNI_BSS_HEAD", head_ref()),
+        ("UNI_BSS_BODY", optional(ListPaymentsRsp)),
+    ]
+
+
 CONTRACT = Contract(
     name=SERVICE,
     namespace=NS,
@@ -212,6 +264,7 @@ CONTRACT = Contract(
         "Pay": Operation("Pay", PayReq, PayRsp, PayResult),
         "Reverse": Operation("Reverse", ReverseReq, ReverseRsp, ReverseResult),
         "QueryPayment": Operation("QueryPayment", QueryPaymentReq, QueryPaymentRsp, QueryPaymentResult),
+        "ListPayments": Operation("ListPayments", ListPaymentsReq, ListPaymentsRsp, ListPaymentsResult),
     },
     caller="banks",
     target="billing (province Billing in phase 2, HQ Billing in phase 3)",
