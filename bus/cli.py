@@ -72,6 +72,7 @@ def start_sandbox_process(settings: Settings, host: str, bus_url: str | None,
 
 def cmd_serve(args) -> int:
     from bus.core import Bus
+    from bus.reconcile import ReconConfig
     from bus.server import run_gunicorn
     from dao.db import open_database
     from dao.journal import cipher as journal_cipher
@@ -80,12 +81,15 @@ def cmd_serve(args) -> int:
     settings = _settings(args)
     host, port = args.host or settings.host, args.port or settings.port
     tls, origins = check_transport(settings)
+    ReconConfig.from_settings(settings)   # a wrong files.reconciliation: one line, before anything starts
     scheme = "https" if tls else "http"
     sandbox = None
     if not args.no_sandbox:
         sandbox, url = start_sandbox_process(settings, settings.section("sandbox").get("host", "127.0.0.1"),
                                              f"{scheme}://{host}:{port}", args.config)
         settings.set_sandbox_url(url)
+        _sandbox_address_file(settings).parent.mkdir(parents=True, exist_ok=True)
+        _sandbox_address_file(settings).write_text(url + "\n", encoding="ascii")
         print(f"sandbox peers at {url}/peers/", flush=True)
     settings.peers  # fail now, in one line, if a peer address cannot be built
     journal_cipher()  # and if $BSSBUS_JOURNAL_KEY is unusable
@@ -98,6 +102,7 @@ def cmd_serve(args) -> int:
         if sandbox is not None and sandbox.poll() is None:
             sandbox.terminate()
             sandbox.wait(10)
+            _sandbox_address_file(settings).unlink(missing_ok=True)
 
     client_certs = f", client certificates {tls.client_certs}" if tls and tls.client_certs != "none" else ""
     print(f"bssbus serving {scheme}://{host}:{port}/ (journal: {settings.db_url}{client_certs})", flush=True)
@@ -109,6 +114,27 @@ def cmd_serve(args) -> int:
     finally:
         stop_sandbox()
     return 0
+
+
+def _sandbox_address_file(settings: Settings):
+    """Where `bssbus serve` leaves the address of the sandbox it started, for the commands
+    that call peers themselves (`bssbus reconcile`)."""
+    return settings.data_dir / "sandbox.url"
+
+
+def _peers_reachable(settings: Settings, sandbox_url: str | None) -> None:
+    """Give peers that live in the sandbox its address: --sandbox-url, else the running
+    `bssbus serve`'s; a one-line error when neither is known."""
+    uses_sandbox = any("{sandbox}" in str(spec.get("url", "")) for spec in settings.section("peers").values()
+                       if isinstance(spec, dict))
+    if not uses_sandbox or settings.sandbox_url:
+        return
+    address = _sandbox_address_file(settings)
+    url = sandbox_url or (address.read_text(encoding="ascii").strip() if address.exists() else None)
+    if not url:
+        raise CliError("the peers are the sandbox's, and no sandbox is running: start `bssbus serve` (or give "
+                       "--sandbox-url URL)")
+    settings.set_sandbox_url(url)
 
 
 def check_transport(settings: Settings):
@@ -515,6 +541,143 @@ def _discard(args, outbox, journal) -> int:
     return 0
 
 
+class Progress:
+    """A one-line progress bar on stderr (only when stderr is a terminal)."""
+
+    def __init__(self, name: str, stream=None):
+        self.name, self.stream = name, stream or sys.stderr
+        self.live = self.stream.isatty()
+        self.total = None
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if not self.live:
+            return
+        if stage == "read" and total:
+            self.total = total
+        total = total or (self.total if stage == "read" else None)
+        if total:
+            filled = min(30, 30 * done // max(total, 1))
+            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {done:,}/{total:,}"
+        else:
+            bar = f"{done:,}"
+        self.stream.write(f"\r{self.name}: {stage:<8} {bar}\033[K")
+        self.stream.flush()
+
+    def end(self) -> None:
+        if self.live:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def cmd_reconcile(args) -> int:
+    """Reconcile one bank file by hand, or list batches and their discrepancies."""
+    from bus.core import Bus
+    from bus.reconcile import ReconcileError, Reconciler
+    from dao.db import open_database
+    from dao.reconcile import ReconStore
+
+    settings = _settings(args)
+    if args.batches or args.show is not None:
+        store = ReconStore(open_database(settings.db_url))
+        if args.show is not None:
+            batch = store.get(args.show)
+            if batch is None:
+                raise CliError(f"no reconciliation batch {args.show}")
+            items = store.items(args.show)
+            if args.json:
+                _print_json({"batch": batch, "items": items})
+                return 0
+            print(_batch_line(batch))
+            for i in items:
+                amounts = f"bank {i['bank_amount'] if i['bank_amount'] is not None else '-'} / billing " \
+                          f"{i['billing_amount'] if i['billing_amount'] is not None else '-'}"
+                print(f"  {i['bank_serial']}  {i['outcome']:<12} {i['action']:<7} {i['state']:<7} {amounts}  "
+                      f"{i['detail'] or ''}")
+            return 0
+        batches = store.batches(args.limit, args.bank)
+        if args.json:
+            _print_json(batches)
+        for batch in batches if not args.json else ():
+            print(_batch_line(batch))
+        return 0
+    if not args.file:
+        raise CliError("give a bank file (BANK_YYYYMMDD.txt), or --batches, or --show BATCH")
+    if not os.path.isfile(args.file):
+        raise CliError(f"{args.file}: no such file")
+    _peers_reachable(settings, args.sandbox_url)
+    settings.peers   # a peer address that cannot be built: one line, now
+    bus = Bus(settings).start(forwarder=False)
+    progress = Progress(os.path.basename(args.file))
+    try:
+        report = Reconciler(bus).run(args.file, dry_run=args.dry_run, by_hand=True, progress=progress)
+    except ReconcileError as exc:
+        raise CliError(f"{os.path.basename(args.file)}: {exc}; nothing was posted, run it again") from None
+    finally:
+        progress.end()
+        bus.stop()
+    if args.json:
+        _print_json({k: v for k, v in vars(report).items() if k != "items" or args.dry_run})
+    else:
+        print(report.summary())
+        if args.dry_run:
+            for item in report.items:
+                print(f"  would {item['action']:<7} {item['bank_serial']}  {item['outcome']:<12} {item['detail']}")
+        elif report.state == "done":
+            print("the corrections are in the outbox; the running bus delivers them (bssbus dlq list --status "
+                  "pending shows those waiting)")
+    return 1 if report.state == "rejected" else 0
+
+
+def _batch_line(batch: dict) -> str:
+    counts = ", ".join(f"{name} {batch[f'{name}_count']}" for name in ("balanced", "bank_only", "billing_only",
+                                                                       "mismatch") if batch.get(f"{name}_count"))
+    when = f"{batch['started_at']:%Y-%m-%d %H:%M}" if batch.get("started_at") else ""
+    why = f"  {batch['reason']}" if batch.get("reason") else ""
+    return (f"{batch['id']:>6}  {when}  {batch['file_name']}  {batch['state']:<9} {batch['lines'] or 0} lines  "
+            f"{counts}{why}")
+
+
+def cmd_make_bank_file(args) -> int:
+    """Write a realistic bank file and store the billing's side of its day in the sandbox."""
+    from bus.bankfile import NAME
+    from sandbox.bankfiles import listable, make_bank_day, parse_discrepancies, spread
+    from sandbox.store import open_store
+
+    settings = _settings(args)
+    if not NAME.fullmatch(f"{args.bank}_{args.date}.txt"):
+        raise CliError("--bank is 2..10 of A-Z and 0-9, --date YYYYMMDD")
+    try:
+        planted = parse_discrepancies(args.discrepancies) if args.discrepancies else spread(
+            round(args.lines * args.rate))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    phases = _live_phases(settings)
+
+    out = args.out or str(settings.folder(settings.section("files").get("reconciliation", {}).get(
+        "folder", "{data_dir}/reconciliation")) / args.bank / "inbox")
+    os.makedirs(out, exist_ok=True)
+    engine = open_store(args.sandbox_db_url or settings.sandbox_db_url, settings.phases)
+    try:
+        day = make_bank_day(engine, out, args.bank, args.date, args.lines, phases, planted, seed=args.seed,
+                            broken=args.broken, listable=listable(settings, phases))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    print(f"{day.path}: {day.lines:,} lines, {day.amount:,} fen; billing side: {day.billing_rows:,} transactions")
+    for kind, serials in day.planted.items():
+        print(f"  {kind}: {len(serials)}" + (f" ({', '.join(serials[:3])}{', ...' if len(serials) > 3 else ''})"
+                                              if serials else ""))
+    return 0
+
+
+def _live_phases(settings: Settings) -> dict[str, int]:
+    """The cut-over table of the bus's database (bssbus phase set), else the configuration's."""
+    from dao.db import open_database
+    from dao.phases import PhaseStore
+    store = PhaseStore(open_database(settings.db_url))
+    store.seed(settings.phases)
+    return store.load()
+
+
 def cmd_demo(args) -> int:
     from bus.demo import run_demo
     return run_demo(_settings(args), url=args.url, as_json=args.json)
@@ -549,6 +712,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db-url", help="the sandbox's state database (default: SQLite under var/)")
     p.add_argument("--bus-url", help="the bus, for peers that call on through it (HQ CRM -> province CRM)")
     p.set_defaults(func=cmd_sandbox)
+    ssub = p.add_subparsers(dest="action", metavar="ACTION")
+    q = ssub.add_parser("make-bank-file", parents=[common], help="write a bank reconciliation file with planted "
+                        "discrepancies, and the billing's side of its day",
+                        description="Write <BANK>_<DATE>.txt and its .chk (GBK, CRLF; ../shared/DOMAIN.md) into "
+                        "--out (default: that bank's reconciliation inbox), and store the same day in the "
+                        "sandbox billings (the province Billing in phase 2, HQ Billing in phase 3), with planted "
+                        "discrepancies. Kinds: bank_only, billing_only, amount, bank_reversal, billing_reversal.")
+    q.add_argument("--bank", required=True, help="bank code, e.g. ICBC")
+    q.add_argument("--date", required=True, help="accounting day YYYYMMDD")
+    q.add_argument("--lines", type=int, default=1000, help="transaction lines (default %(default)s)")
+    q.add_argument("--discrepancies", metavar="KIND=N,...",
+                   help="how many of each kind, e.g. bank_only=3,billing_only=2,amount=1")
+    q.add_argument("--rate", type=float, default=0.01,
+                   help="without --discrepancies: this share of the lines, spread over every kind (default 0.01)")
+    q.add_argument("--broken", choices=("trailer-count", "trailer-sum", "header", "checksum", "duplicate-serial",
+                                        "bad-line"), help="make a file the bus must refuse whole")
+    q.add_argument("--seed", type=int, default=1)
+    q.add_argument("--out", metavar="DIR", help="where to write the file")
+    q.add_argument("--sandbox-db-url", help="the sandbox's state database (default: the config's)")
+    q.set_defaults(func=cmd_make_bank_file)
+
+    p = sub.add_parser("reconcile", parents=[common], help="reconcile a bank file by hand; list batches",
+                       description="Reconcile FILE (<BANK>_<YYYYMMDD>.txt with its .chk beside it) as the "
+                       "scheduled job does: compare it with the billings' record of that bank's day, hand the "
+                       "corrections to the bus's outbox (the running bus delivers them), write the result file "
+                       "into the bank's outbox folder and archive a copy. The file stays where it is. "
+                       "--dry-run compares and prints the actions, and changes nothing. The billings are "
+                       "called directly: with sandbox peers, `bssbus serve` must be running. "
+                       "Exit status 1 when the file is refused.")
+    p.add_argument("file", nargs="?", metavar="FILE")
+    p.add_argument("--dry-run", action="store_true", help="show the actions, post nothing, record nothing")
+    p.add_argument("--batches", action="store_true", help="list the latest batches instead")
+    p.add_argument("--show", type=int, metavar="BATCH", help="one batch and its discrepancies")
+    p.add_argument("--bank", help="with --batches: only this bank's")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--db-url", help="the bus's database (default: the config's)")
+    p.add_argument("--sandbox-url", metavar="URL", help="the sandbox peers (default: the running `bssbus serve`'s)")
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("call", parents=[common], help="call one operation through the bus",
                        description="Call SERVICE OPERATION with ARGS.json (the request wrapper's children, "

@@ -81,7 +81,8 @@ class Bus:
         # last: the scheduled jobs use everything above
         self.scheduler = Scheduler(self).start(forwarder=forwarder,
                                                housekeeping=bool(self.settings.section("housekeeping")
-                                                                 .get("enabled", True)))
+                                                                 .get("enabled", True)),
+                                               files=forwarder)   # a bus that delivers picks up files too
         return self
 
     def stop(self) -> None:

@@ -44,11 +44,19 @@ class Scheduler:
         self.every = timedelta(minutes=float(section.get("every_minutes", 60)))
         self.journal_days = float(section.get("journal_retention_days", 90))
         self.outbox_days = float(section.get("delivered_outbox_retention_days", 7))
+        self.reconciler = None   # bus.reconcile.Reconciler, when files.reconciliation is enabled
 
-    def start(self, forwarder: bool = True, housekeeping: bool = True) -> "Scheduler":
+    def start(self, forwarder: bool = True, housekeeping: bool = True, files: bool = True) -> "Scheduler":
         if forwarder:
             self.scheduler.add_job(self.bus.forwarder.drain, "interval", seconds=self.bus.forwarder.interval,
                                    id="forwarder")
+        if files:
+            from bus.reconcile import Reconciler
+            reconciler = Reconciler(self.bus)
+            if reconciler.config.enabled:
+                self.reconciler = reconciler
+                self.scheduler.add_job(self.reconcile, "interval", seconds=reconciler.config.every_seconds,
+                                       id="reconciliation")
         if housekeeping:
             self.scheduler.add_job(self.housekeeping, "interval", seconds=self.every.total_seconds(),
                                    id="housekeeping")
@@ -58,6 +66,25 @@ class Scheduler:
     def stop(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+
+    def reconcile(self) -> list | None:
+        """Reconcile the bank files waiting in the drop folders, if this process holds the
+        lease (renewed while a long file is worked on); returns the reports."""
+        every = self.reconciler.config.every_seconds
+        ttl = timedelta(seconds=max(2 * every, 30))   # renewed while a file is worked on
+
+        def keep_lease():
+            self.leases.acquire("reconciliation", self.owner, ttl)
+        if not self.leases.acquire("reconciliation", self.owner, ttl):
+            return None
+        try:
+            reports = self.reconciler.scan(keep_lease=keep_lease)
+        except Exception:
+            log.exception("reconciliation run failed")
+            return None
+        if reports:
+            self.leases.ran("reconciliation", "; ".join(f"{r.file}: {r.state}" for r in reports))
+        return reports
 
     def housekeeping(self) -> str | None:
         """Purge what has expired, if this process holds the lease; returns what it did."""

@@ -378,6 +378,10 @@ class Settings:
     def _expand(self, value: str) -> str:
         return value.replace("{data_dir}", str(self.data_dir))
 
+    def folder(self, value: str) -> Path:
+        """A folder of the configuration (``{data_dir}`` expanded)."""
+        return Path(self._expand(str(value)))
+
     @property
     def db_url(self) -> str:
         return self._expand(self.section("database").get("url", "sqlite:///{data_dir}/bssbus.db"))

@@ -159,3 +159,69 @@ class SecurityNonce(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
     __table_args__ = (Index("ix_security_nonce_expires_at", "expires_at"),)
+
+
+class ReconBatch(Base):
+    """One bank reconciliation file (对账文件) and what became of it (bus/reconcile.py).
+
+    ``state``: ``comparing`` (read, being compared with the billings), ``posting`` (the
+    corrections are being handed to the outbox), ``done``, or ``rejected`` (refused whole, with
+    ``reason``; nothing posted). ``day_key`` (bank and accounting day) and ``md5_key`` are set
+    on an accepted file only, so a second file for one day, or the same file again, is refused
+    by the database itself, on every process and node."""
+
+    __tablename__ = "recon_batch"
+
+    id: Mapped[int] = mapped_column(ID, Identity(), primary_key=True)
+    bank_code: Mapped[str | None] = mapped_column(String(10))
+    acct_date: Mapped[str | None] = mapped_column(String(8))
+    file_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    md5: Mapped[str | None] = mapped_column(String(32))
+    day_key: Mapped[str | None] = mapped_column(String(20), unique=True)
+    md5_key: Mapped[str | None] = mapped_column(String(32), unique=True)
+    state: Mapped[str] = mapped_column(String(10), nullable=False)
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    lines: Mapped[int | None] = mapped_column(BigInteger)
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    balanced_count: Mapped[int | None] = mapped_column(BigInteger)
+    balanced_sum: Mapped[int | None] = mapped_column(BigInteger)
+    bank_only_count: Mapped[int | None] = mapped_column(BigInteger)
+    bank_only_sum: Mapped[int | None] = mapped_column(BigInteger)
+    billing_only_count: Mapped[int | None] = mapped_column(BigInteger)
+    billing_only_sum: Mapped[int | None] = mapped_column(BigInteger)
+    mismatch_count: Mapped[int | None] = mapped_column(BigInteger)
+    mismatch_sum: Mapped[int | None] = mapped_column(BigInteger)
+    posted: Mapped[int | None] = mapped_column(BigInteger)
+    held: Mapped[int | None] = mapped_column(BigInteger)
+    result_file: Mapped[str | None] = mapped_column(String(300))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ReconItem(Base):
+    """A transaction of a reconciliation batch that did not balance, and its action: ``post``
+    (bank has it, billing lacks it: posted to billing, 补缴), ``reverse`` (billing has it, bank
+    lacks it: reversed in billing), ``hold`` (for a person) or ``none``. ``state``: ``pending``,
+    ``posted`` (in the outbox as ``msg_id``), ``held`` or ``failed`` (refused by the bus:
+    ``detail`` says why, and a person takes it from there)."""
+
+    __tablename__ = "recon_item"
+
+    id: Mapped[int] = mapped_column(ID, Identity(), primary_key=True)
+    batch_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    bank_serial: Mapped[str] = mapped_column(String(32), nullable=False)
+    outcome: Mapped[str] = mapped_column(String(12), nullable=False)
+    action: Mapped[str] = mapped_column(String(8), nullable=False)
+    state: Mapped[str] = mapped_column(String(8), nullable=False)
+    txn_time: Mapped[str | None] = mapped_column(String(14))
+    msisdn: Mapped[str | None] = mapped_column(String(11))
+    province: Mapped[str | None] = mapped_column(String(4))
+    bank_amount: Mapped[int | None] = mapped_column(BigInteger)
+    billing_amount: Mapped[int | None] = mapped_column(BigInteger)
+    txn_type: Mapped[str] = mapped_column(String(1), nullable=False)
+    orig_serial: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(String(300))
+    trans_ido: Mapped[str | None] = mapped_column(String(32))
+    msg_id: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (Index("ix_recon_item_batch", "batch_id", "state"),)

@@ -32,7 +32,7 @@ def bssbus(*args, env=None, timeout=120, cwd=None):
 def test_help_for_every_sub_command():
     top = bssbus("--help")
     assert top.returncode == 0
-    for command in ("serve", "sandbox", "demo", "call", "journal", "routes", "phase", "dlq"):
+    for command in ("serve", "sandbox", "demo", "call", "journal", "routes", "phase", "dlq", "reconcile"):
         assert command in top.stdout
         sub = bssbus(command, "--help")
         assert sub.returncode == 0 and "--config" in sub.stdout, command
@@ -66,6 +66,11 @@ def test_routes_prints_the_effective_table(tmp_path):
     (("call", "BankPayment", "Steal", "x.json"), "no operation"),
     (("call", "BankPayment", "Pay", "/no/args.json"), "does not exist"),
     (("serve", "--no-sandbox", "--port", "1"), "no sandbox is running"),
+    (("reconcile",), "give a bank file"),
+    (("reconcile", "/no/ICBC_20261126.txt"), "no such file"),
+    (("sandbox", "make-bank-file", "--bank", "icbc", "--date", "20261126"), "--bank is 2..10 of A-Z"),
+    (("sandbox", "make-bank-file", "--bank", "ICBC", "--date", "20261126", "--discrepancies", "lost=1"),
+     "unknown discrepancy kind 'lost'"),
 ])
 def test_bad_input_exits_non_zero_with_one_line(args, words):
     out = bssbus(*args)
@@ -215,3 +220,39 @@ def test_an_argument_file_nested_too_deeply_is_one_line_not_a_traceback(tmp_path
     out = bssbus("call", "BankPayment", "QueryArrears", str(deep), "--url", "http://127.0.0.1:9")
     assert out.returncode == 2 and "nests too deeply" in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_reconcile_by_hand_against_the_running_bus(served, tmp_path):
+    """make-bank-file, a dry run, the run itself (the sandbox found through `bssbus serve`),
+    the batch listed and shown, and the same file refused the second time."""
+    env, work = served["env"], served["work"]
+    made = bssbus("sandbox", "make-bank-file", "--bank", "CCB", "--date", "20261020", "--lines", "50",
+                  "--discrepancies", "bank_only=2,billing_only=1,amount=1", "--out", str(tmp_path), env=env, cwd=work)
+    assert made.returncode == 0, made.stderr
+    assert "bank_only: 2" in made.stdout and "amount: 1" in made.stdout
+    path = str(tmp_path / "CCB_20261020.txt")
+    dry = bssbus("reconcile", path, "--dry-run", env=env, cwd=work)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.count("would post") == 2 and dry.stdout.count("would reverse") == 1
+    assert dry.stdout.count("would hold") == 1 and "dry-run" in dry.stdout
+    done = bssbus("reconcile", path, env=env, cwd=work)
+    assert done.returncode == 0, done.stderr
+    assert "done, batch" in done.stdout and "3 posted, 1 held" in done.stdout
+    assert os.path.exists(path)   # by hand: the file stays where it is (a copy is archived)
+    listed = bssbus("reconcile", "--batches", "--json", env=env, cwd=work)
+    [batch] = [b for b in json.loads(listed.stdout) if b["file_name"] == "CCB_20261020.txt"]
+    assert (batch["state"], batch["bank_only_count"], batch["billing_only_count"], batch["mismatch_count"]) == (
+        "done", 2, 1, 1)
+    shown = bssbus("reconcile", "--show", str(batch["id"]), env=env, cwd=work)
+    assert shown.returncode == 0 and shown.stdout.count("posted") >= 3 and "held for a person" in shown.stdout
+    again = bssbus("reconcile", path, env=env, cwd=work)
+    assert again.returncode == 1 and "refused: this file was processed already" in again.stdout
+
+
+def test_serve_refuses_a_bad_reconciliation_setting_before_starting_anything(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("bus: {data_dir: %s}\nfiles:\n  reconciliation: {page_size: 0}\n" % (tmp_path / "var"),
+                   encoding="utf-8")
+    out = bssbus("serve", "--config", str(bad), "--port", str(free_port()))
+    assert out.returncode == 2 and "files.reconciliation: page_size 1..10000" in out.stderr
+    assert not (tmp_path / "var").exists()   # no sandbox was started
