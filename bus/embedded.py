@@ -38,6 +38,8 @@ class EmbeddedBus:
         self._servers.append(server)
         self.settings.set_sandbox_url(self.sandbox_url)
         self.settings.raw.setdefault("database", {})["url"] = self.db_url
+        # a bus on a temporary database takes no CDR files from the configured inbound folder
+        self.settings.raw.setdefault("files", {}).setdefault("cdr", {})["enabled"] = False
         self.bus = Bus(self.settings).start()
         self.app = BusApplication(self.bus)
         server, self.url = serve_in_thread(self.app)

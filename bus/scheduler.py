@@ -1,11 +1,13 @@
-"""Scheduled work of a bus process, on APScheduler: the Forwarder and the housekeeping.
+"""Scheduled work of a bus process, on APScheduler: the Forwarder, the housekeeping and the
+CDR distribution's scan of its inbound folder (bus/cdr.py, ``files.cdr``).
 
 Every process runs the Forwarder's pass (rows are claimed before they are sent, so processes
 never send the same message twice). Under a backlog a pass outlasts its interval; the next
 one starts when it ends (APScheduler's "maximum number of running instances" notice for that
 job is expected, and not logged). Housekeeping jobs (purging expired idempotency keys, old
 journal rows and delivered outbox rows) take a lease in the database first, so with several
-workers or nodes each job runs on one of them per interval, never twice at once.
+workers or nodes each job runs on one of them per interval, never twice at once. The CDR
+scan takes its own lease (``cdr``) for the length of a pass and gives it back after.
 """
 from __future__ import annotations
 
@@ -44,8 +46,13 @@ class Scheduler:
         self.every = timedelta(minutes=float(section.get("every_minutes", 60)))
         self.journal_days = float(section.get("journal_retention_days", 90))
         self.outbox_days = float(section.get("delivered_outbox_retention_days", 7))
+        self._cdr = None
 
-    def start(self, forwarder: bool = True, housekeeping: bool = True) -> "Scheduler":
+    def start(self, forwarder: bool = True, housekeeping: bool = True, cdr: bool | None = None) -> "Scheduler":
+        """Schedule the jobs; ``cdr`` None: as ``files.cdr.enabled`` says."""
+        files = self.bus.settings.cdr_files
+        if cdr if cdr is not None else files.enabled:
+            self.scheduler.add_job(self.cdr, "interval", seconds=files.every_seconds, id="cdr")
         if forwarder:
             self.scheduler.add_job(self.bus.forwarder.drain, "interval", seconds=self.bus.forwarder.interval,
                                    id="forwarder")
@@ -73,3 +80,12 @@ class Scheduler:
         self.leases.ran("housekeeping", result)
         log.info("housekeeping: %s", result)
         return result
+
+    def cdr(self) -> list | None:
+        """One pass of the CDR inbound folder, if this process gets the ``cdr`` lease; the
+        outcome of each file (None: another process holds the lease)."""
+        if self._cdr is None:
+            from bus.cdr import CdrJob
+            self._cdr = CdrJob(self.bus.settings, self.bus.engine, self.owner, segments=self.bus.router.segments,
+                               phases=self.bus.router.current_phases)
+        return self._cdr.scan()
