@@ -15,6 +15,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.outbox
+	$(BIN)/python -m bench.cdr
 
 hostile: $(STAMP)
 	$(BIN)/python -m bench.hostile
