@@ -533,7 +533,9 @@ class Distributor:
             outputs.clear()
             raise
         summary["archive"] = str(archive.resolve()) if archive is not None else None
-        self.store.publishing(row["id"], result.records, result.rejects, summary)
+        if not self.store.publishing(row["id"], result.records, result.rejects, summary):
+            outputs.clear()
+            raise LeaseLost(f"{name}: another process took its distribution over; this run stops")
         row.update(state=PUBLISHING, records=result.records, rejects=result.rejects, out_dir=str(out_dir),
                    source_path=str(path.resolve()))
         return self._publish(row, summary, resumed, archive, path)

@@ -57,11 +57,12 @@ class CdrFileStore:
                          .values(state=SPLITTING, owner=owner, source_path=source_path, out_dir=out_dir,
                                  records=None, rejects=None, summary=None, started_at=now()))
 
-    def publishing(self, row_id: int, records: int, rejects: int, summary: dict) -> None:
+    def publishing(self, row_id: int, records: int, rejects: int, summary: dict) -> bool:
+        """splitting -> publishing; False if the row was not splitting (another process moved it)."""
         with self.engine.begin() as conn:
-            conn.execute(update(F).where(F.c.id == row_id, F.c.state == SPLITTING)
-                         .values(state=PUBLISHING, records=records, rejects=rejects,
-                                 summary=json.dumps(summary, sort_keys=True)))
+            return conn.execute(update(F).where(F.c.id == row_id, F.c.state == SPLITTING)
+                                .values(state=PUBLISHING, records=records, rejects=rejects,
+                                        summary=json.dumps(summary, sort_keys=True))).rowcount == 1
 
     def done(self, row_id: int) -> None:
         with self.engine.begin() as conn:

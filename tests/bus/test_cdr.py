@@ -430,3 +430,35 @@ def test_call_types_are_a_closed_documented_set():
     assert set(CALL_TYPES) == {"01", "02", "03", "11", "21"}
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert all(f"`{code}`" in readme for code in CALL_TYPES)
+
+
+def test_the_scan_finishes_a_publishing_left_by_a_crash_and_archives_the_input(env, tmp_path, table):
+    """What a scan killed just after its publishing commit leaves (every output complete under
+    its hidden name, the row in publishing): the next scan renames them and archives the input."""
+    from bus.cdr import TempOutputs, split
+    settings, engine, job = env
+    info = make_cdr_file(tmp_path / "in", 500, table=table, unknown=1, seed=6, name="HQ0009.cdr")
+    path, store = Path(info["file"]), CdrFileStore(engine)
+    row = store.claim(path.name, info["md5"], str(path), str(tmp_path / "out"), "crashed")
+    outputs = TempOutputs(tmp_path / "out", path.name, info["md5"])
+    summary = outputs.finish(split(path, job.router(), outputs.writer, outputs.reject))
+    summary["archive"] = str(tmp_path / "in/archive")
+    assert store.publishing(row["id"], 500, 1, summary)
+    assert visible(tmp_path / "out") == [] and len(hidden(tmp_path / "out")) == 2 * 28
+    (outcome,) = job.scan()
+    assert (outcome.file, outcome.result, outcome.records) == ("HQ0009.cdr", "resumed", 500)
+    assert hidden(tmp_path / "out") == [] and len(visible(tmp_path / "out")) == 2 * 28
+    assert (tmp_path / "in/archive/HQ0009.cdr").exists() and not path.exists()
+    assert [r["state"] for r in store.all()] == [DONE]
+    assert job.scan() == [], "nothing left, nothing refused"
+
+
+def test_a_line_of_megabytes_is_cut_not_held_and_the_next_lines_still_count(env, tmp_path, table):
+    settings, engine, job = env
+    good = f"{number_of(table, '51')}|20240315103012|1|01|10"
+    path = write_cdr(tmp_path / "in", "BIG.cdr", [good, "7" * (3 << 20), good + "\r", good])
+    outcome = job.distributor().distribute(path, tmp_path / "out")
+    assert (outcome.records, outcome.rejects) == (4, 1)
+    rejected = (tmp_path / "out/REJECTED/BIG.rej").read_text().split("\n")
+    assert rejected[1].startswith("2|line longer than 1024 bytes|7777") and len(rejected[1]) < 1100
+    assert read_output(tmp_path / "out/BILLING-51/BIG.cdr")[0] == [good, good, good], "a CR before LF is a CRLF"
