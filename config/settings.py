@@ -463,7 +463,10 @@ class Settings:
     @property
     def cdr_files(self) -> CdrFilesConfig:
         """``files.cdr``: the CDR distribution's folders and timings, ``{data_dir}`` expanded."""
-        spec = (self.section("files") or {}).get("cdr") or {}
+        files = self.section("files")
+        if not isinstance(files, dict):
+            raise ConfigError("files must be a mapping of file interfaces (cdr, ...)")
+        spec = files.get("cdr") or {}
         if not isinstance(spec, dict):
             raise ConfigError("files.cdr must be a mapping (enabled, inbound, outbound, every_seconds, ...)")
         names = [f.name for f in fields(CdrFilesConfig)]
