@@ -16,6 +16,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.outbox
 	$(BIN)/python -m bench.reconcile
+	$(BIN)/python -m bench.cdr
 
 hostile: $(STAMP)
 	$(BIN)/python -m bench.hostile

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.run import RESULTS, ROOT, Server, machine
+from bench.run import RESULTS, ROOT, Server, high_water_kib, machine
 from bus.server import free_port
 from config.settings import load_settings
 from sandbox.bankfiles import listable, make_bank_day, spread
@@ -52,14 +52,6 @@ def reconcile_in_child(cfg: Path, path: Path, sandbox_url: str, tmp: Path) -> tu
     if proc.returncode != 0:
         raise RuntimeError(f"bssbus reconcile exited {proc.returncode}: {err.read_text()[-2000:]}")
     return json.loads(out.read_text()), wall, peak
-
-
-def high_water_kib(pid: int) -> int:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:   # it has just exited
-        return 0
-    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
 
 
 def run(args) -> dict:

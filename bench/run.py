@@ -133,6 +133,17 @@ def drive(label: str, url: str, body: str, prefix: str, args, measured: Server, 
 
 
 # -- report -----------------------------------------------------------------------------------
+def high_water_kib(pid: int | str = "self") -> int:
+    """A process's peak resident memory (VmHWM of /proc/PID/status), in KiB; 0 once it is gone.
+    Unlike ru_maxrss it is the high-water mark of the process's own memory since its exec: a
+    child's ru_maxrss also counts the memory of the parent that forked it."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+
+
 def machine() -> dict:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor() or "unknown")

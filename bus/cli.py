@@ -1,7 +1,8 @@
 """The `bssbus` command.
 
-Sub-commands: serve, sandbox, call, demo, routes, journal. Each takes --help and --config
-FILE, and exits non-zero with a one-line reason on bad input.
+Sub-commands: serve, sandbox (and sandbox make-bank-file, make-cdr-file), call, demo, routes,
+phase, journal, dlq, hash-password, reconcile, cdr. Each takes --help and --config FILE, and
+exits non-zero with a one-line reason on bad input.
 """
 from __future__ import annotations
 
@@ -678,6 +679,97 @@ def _live_phases(settings: Settings) -> dict[str, int]:
     return store.load()
 
 
+# -- CDR files ----------------------------------------------------------------------------------
+def cmd_cdr(args) -> int:
+    """Distribute one CDR file by hand (the same state machine and idempotency key as the
+    scheduled job, under its lease); print each target's count and sum, and the rejects."""
+    import socket
+    from pathlib import Path
+
+    from bus.cdr import CHK, SUFFIX, CdrError, CdrJob, file_md5, read_chk
+    from dao.db import open_database
+    from dao.leases import LeaseStore
+
+    settings = _settings(args)
+    path = Path(args.file)
+    if not path.exists():
+        raise CliError(f"CDR file {path} does not exist")
+    if not path.is_file():
+        raise CliError(f"{path} is not a file")
+    if not path.name.endswith(SUFFIX) or path.name.startswith("."):
+        raise CliError(f"{path.name} is not a CDR file name (<name>{SUFFIX})")
+    out = Path(args.out) if args.out else settings.cdr_files.outbound
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} is not a folder")
+    engine = open_database(settings.db_url)
+    job = CdrJob(settings, engine, owner=f"cli:{socket.gethostname()}:{os.getpid()}")
+    try:
+        if args.dry_run:
+            outcome = job.distributor().dry_run(path)
+        else:
+            chk, md5 = path.with_name(path.name + CHK), None
+            if chk.exists():
+                md5 = read_chk(chk)
+                actual = file_md5(path)
+                if actual != md5:
+                    raise CliError(f"checksum mismatch: {chk.name} says {md5}, the file's MD5 is {actual}")
+            if not job.acquire():
+                holder = next((l["owner"] for l in LeaseStore(engine).all() if l["name"] == "cdr"), "?")
+                raise CliError(f"the CDR job is running in {holder}; try again when its pass ends")
+            outcome, summary = None, "failed"
+            try:
+                outcome = job.distributor().distribute(path, out, md5)
+                summary = outcome.line()
+            finally:
+                job.release(f"by hand: {summary}")
+    except CdrError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        engine.dispose()
+    if args.json:
+        _print_json(outcome.__dict__ | {"out": str(out.resolve())})
+        return 0
+    placed = sum(t["count"] for t in outcome.targets.values())
+    print(f"{outcome.file} (MD5 {outcome.md5}): {outcome.result}: {outcome.records} records = {placed} to "
+          f"{len(outcome.targets)} targets + {outcome.rejects} rejected")
+    print(f"  {'target':<14} {'records':>9} {'sum fen':>14}  file")
+    where = "" if args.dry_run else f"{out.resolve()}/"
+    for target, t in outcome.targets.items():
+        print(f"  {target:<14} {t['count']:>9} {t['sum']:>14}  {where + t['file'] if t['file'] else '-'}")
+    if outcome.rejected:
+        r = outcome.rejected
+        print(f"  {'REJECTED':<14} {r['count']:>9} {'-':>14}  {where + r['file'] if r['file'] else '-'}")
+        for reason, count in sorted(r["reasons"].items(), key=lambda kv: -kv[1]):
+            print(f"    {count:>9}  {reason}")
+    return 0
+
+
+def cmd_make_cdr_file(args) -> int:
+    from pathlib import Path
+
+    from bus.segments import SegmentError, SegmentTable
+    from sandbox.cdrfiles import make_cdr_file
+
+    settings = _settings(args)
+    for flag in ("records", "unknown", "malformed"):
+        if getattr(args, flag) < 0:
+            raise CliError(f"--{flag} cannot be negative")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} is not a folder")
+    try:
+        table = SegmentTable.from_files(settings.segments_file, settings.overrides_file)
+        info = make_cdr_file(out, args.records, table=table, unknown=args.unknown, malformed=args.malformed,
+                             seed=args.seed, name=args.name, crlf=args.crlf)
+    except SegmentError:
+        raise
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    print(f"{info['file']}: {info['records']} records ({info['unknown']} unknown numbers, "
+          f"{info['malformed']} malformed lines), MD5 {info['md5']} in {Path(info['file']).name}.chk")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from bus.demo import run_demo
     return run_demo(_settings(args), url=args.url, as_json=args.json)
@@ -712,7 +804,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db-url", help="the sandbox's state database (default: SQLite under var/)")
     p.add_argument("--bus-url", help="the bus, for peers that call on through it (HQ CRM -> province CRM)")
     p.set_defaults(func=cmd_sandbox)
-    ssub = p.add_subparsers(dest="action", metavar="ACTION")
+    ssub = p.add_subparsers(dest="action", metavar="ACTION",
+                            help="without one: serve the peers; make-bank-file, make-cdr-file: write test files")
+    mk = ssub.add_parser("make-cdr-file", parents=[common], help="write a realistic CDR file and its .chk",
+                         description="Write <name>.cdr (one call a line: MSISDN|YYYYMMDDHHMMSS|duration|"
+                         "type|charge fen) with numbers from the segment table across all 31 provinces, "
+                         "--unknown numbers of no segment and --malformed lines planted, then its .chk "
+                         "(MD5). The same --seed gives the same file.")
+    mk.add_argument("--records", type=int, required=True, help="lines in the file, planted ones included")
+    mk.add_argument("--out", required=True, metavar="DIR", help="the folder to write into (an inbound folder is fine)")
+    mk.add_argument("--unknown", type=int, default=0, metavar="K", help="numbers in no segment (default 0)")
+    mk.add_argument("--malformed", type=int, default=0, metavar="M", help="malformed lines (default 0)")
+    mk.add_argument("--seed", type=int, default=1)
+    mk.add_argument("--name", help="the file name (default HQCDR<date><seed>.cdr)")
+    mk.add_argument("--crlf", action="store_true", help="CRLF line ends")
+    mk.set_defaults(func=cmd_make_cdr_file)
+
     q = ssub.add_parser("make-bank-file", parents=[common], help="write a bank reconciliation file with planted "
                         "discrepancies, and the billing's side of its day",
                         description="Write <BANK>_<DATE>.txt and its .chk (GBK, CRLF; ../shared/DOMAIN.md) into "
@@ -751,6 +858,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db-url", help="the bus's database (default: the config's)")
     p.add_argument("--sandbox-url", metavar="URL", help="the sandbox peers (default: the running `bssbus serve`'s)")
     p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser("cdr", parents=[common], help="distribute one CDR file by hand",
+                       description="Split FILE (<name>.cdr; its .chk checked when present) by the billing "
+                       "that owns each number: phase 2 the province's Billing, phase 3 HQ Billing. Writes "
+                       "<out>/<TARGET>/<name>.cdr + .chk and <out>/REJECTED/<stem>.rej, and prints each "
+                       "target's count and sum and the rejects. The file is remembered by name + MD5: "
+                       "a file already distributed is refused. The file itself is not moved.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--out", metavar="DIR", help="the outbound folder (default files.cdr.outbound)")
+    p.add_argument("--dry-run", action="store_true", help="count and print only: write and remember nothing")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--db-url", help="the bus database (default: the config's)")
+    p.set_defaults(func=cmd_cdr)
 
     p = sub.add_parser("call", parents=[common], help="call one operation through the bus",
                        description="Call SERVICE OPERATION with ARGS.json (the request wrapper's children, "

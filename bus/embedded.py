@@ -20,8 +20,9 @@ class EmbeddedBus:
     """Context manager: ``with EmbeddedBus() as eb: eb.url, eb.sandbox_url, eb.bus``."""
 
     def __init__(self, settings: Settings | None = None, db_url: str | None = None,
-                 sandbox_db_url: str | None = None, workdir: str | Path | None = None):
+                 sandbox_db_url: str | None = None, workdir: str | Path | None = None, file_jobs: bool = False):
         self.settings = (settings or load_settings(env={})).copy()
+        self.file_jobs = file_jobs   # False: no scheduled CDR or reconciliation scans (see start)
         self._tmp = None
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="bssbus-")
@@ -38,6 +39,12 @@ class EmbeddedBus:
         self._servers.append(server)
         self.settings.set_sandbox_url(self.sandbox_url)
         self.settings.raw.setdefault("database", {})["url"] = self.db_url
+        # a bus on a temporary database takes no files from the configured folders on its own
+        # (a test drives the jobs itself, or asks for them with file_jobs=True)
+        if not self.file_jobs:
+            files = self.settings.raw.setdefault("files", {})
+            for job in ("cdr", "reconciliation"):
+                files[job] = dict(files.get(job) or {}, enabled=False)
         self.bus = Bus(self.settings).start()
         self.app = BusApplication(self.bus)
         server, self.url = serve_in_thread(self.app)

@@ -1,11 +1,16 @@
-"""Scheduled work of a bus process, on APScheduler: the Forwarder and the housekeeping.
+"""Scheduled work of a bus process, on APScheduler: the Forwarder, the housekeeping, and the
+file interfaces: the CDR distribution's scan of its inbound folder (bus/cdr.py,
+``files.cdr``) and the bank reconciliation's scan of the banks' drop folders
+(bus/reconcile.py, ``files.reconciliation``).
 
 Every process runs the Forwarder's pass (rows are claimed before they are sent, so processes
 never send the same message twice). Under a backlog a pass outlasts its interval; the next
 one starts when it ends (APScheduler's "maximum number of running instances" notice for that
 job is expected, and not logged). Housekeeping jobs (purging expired idempotency keys, old
 journal rows and delivered outbox rows) take a lease in the database first, so with several
-workers or nodes each job runs on one of them per interval, never twice at once.
+workers or nodes each job runs on one of them per interval, never twice at once. The CDR
+scan takes its own lease (``cdr``) for the length of a pass and gives it back after; the
+reconciliation's (``reconciliation``) is renewed while a file is worked on.
 """
 from __future__ import annotations
 
@@ -44,19 +49,22 @@ class Scheduler:
         self.every = timedelta(minutes=float(section.get("every_minutes", 60)))
         self.journal_days = float(section.get("journal_retention_days", 90))
         self.outbox_days = float(section.get("delivered_outbox_retention_days", 7))
-        self.reconciler = None   # bus.reconcile.Reconciler, when files.reconciliation is enabled
+        self._reconciler = None
+        self._cdr = None
 
     def start(self, forwarder: bool = True, housekeeping: bool = True, files: bool = True) -> "Scheduler":
+        """Schedule the jobs. ``files``: the file interfaces too (CDR distribution and bank
+        reconciliation), each as its ``enabled`` says; a bus that does not deliver (a command
+        line tool's) leaves them to the served bus."""
+        cdr = self.bus.settings.cdr_files
+        if files and cdr.enabled:
+            self.scheduler.add_job(self.cdr, "interval", seconds=cdr.every_seconds, id="cdr")
         if forwarder:
             self.scheduler.add_job(self.bus.forwarder.drain, "interval", seconds=self.bus.forwarder.interval,
                                    id="forwarder")
-        if files:
-            from bus.reconcile import Reconciler
-            reconciler = Reconciler(self.bus)
-            if reconciler.config.enabled:
-                self.reconciler = reconciler
-                self.scheduler.add_job(self.reconcile, "interval", seconds=reconciler.config.every_seconds,
-                                       id="reconciliation")
+        if files and self.reconciler.config.enabled:
+            self.scheduler.add_job(self.reconcile, "interval", seconds=self.reconciler.config.every_seconds,
+                                   id="reconciliation")
         if housekeeping:
             self.scheduler.add_job(self.housekeeping, "interval", seconds=self.every.total_seconds(),
                                    id="housekeeping")
@@ -66,6 +74,14 @@ class Scheduler:
     def stop(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+
+    @property
+    def reconciler(self):
+        """The bank reconciliation (bus.reconcile.Reconciler) of this bus."""
+        if self._reconciler is None:
+            from bus.reconcile import Reconciler
+            self._reconciler = Reconciler(self.bus)
+        return self._reconciler
 
     def reconcile(self) -> list | None:
         """Reconcile the bank files waiting in the drop folders, if this process holds the
@@ -100,3 +116,12 @@ class Scheduler:
         self.leases.ran("housekeeping", result)
         log.info("housekeeping: %s", result)
         return result
+
+    def cdr(self) -> list | None:
+        """One pass of the CDR inbound folder, if this process gets the ``cdr`` lease; the
+        outcome of each file (None: another process holds the lease)."""
+        if self._cdr is None:
+            from bus.cdr import CdrJob
+            self._cdr = CdrJob(self.bus.settings, self.bus.engine, self.owner, segments=self.bus.router.segments,
+                               phases=self.bus.router.current_phases)
+        return self._cdr.scan()

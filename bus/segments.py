@@ -73,6 +73,18 @@ class SegmentTable:
             return self._segments[i]
         return None
 
+    def block(self, prefix: str) -> tuple[bool, Segment | None]:
+        """Whether the 10,000 numbers of a 7-digit ``prefix`` all live in one place (a single range,
+        or no range at all), and that segment (None: in no segment). Overrides are not looked at:
+        a caller caching by prefix checks the override dict (:attr:`overrides`) first."""
+        first = int(prefix) * 10_000
+        last = first + 9_999
+        i = bisect_right(self._begins, first) - 1
+        if i >= 0 and first <= self._ends[i]:
+            return last <= self._ends[i], self._segments[i]
+        j = bisect_right(self._begins, last) - 1   # first lies in a gap: is last in the same gap?
+        return j == i, None
+
     def ranges_of(self, province_code: str) -> list[tuple[int, int]]:
         """Every (begin, end) range of one province, in number order."""
         return [(b, e) for b, e, s in zip(self._begins, self._ends, self._segments)

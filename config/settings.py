@@ -359,6 +359,22 @@ class PeerConfig:
         return self.name.format(province=province or "")
 
 
+@dataclass(frozen=True)
+class CdrFilesConfig:
+    """CDR distribution (``files.cdr`` in bus.yaml; bus/cdr.py): where HQ collection drops CDR
+    files (``inbound``), where the bus writes one folder per target (``outbound``), how often the
+    scheduled job scans, how long a file whose ``.chk`` does not match is left for the next run
+    before it is refused, and how long the job's lease in the database lasts (renewed while a
+    file is being split)."""
+
+    enabled: bool
+    inbound: Path
+    outbound: Path
+    every_seconds: float = 30.0
+    mismatch_grace_seconds: float = 300.0
+    lease_seconds: float = 120.0
+
+
 @dataclass
 class Settings:
     """The effective configuration, as plain data; built by :func:`load_settings`."""
@@ -449,6 +465,36 @@ class Settings:
         return self._config_path(value) if value else None
 
     @property
+    def cdr_files(self) -> CdrFilesConfig:
+        """``files.cdr``: the CDR distribution's folders and timings, ``{data_dir}`` expanded."""
+        files = self.section("files")
+        if not isinstance(files, dict):
+            raise ConfigError("files must be a mapping of file interfaces (cdr, ...)")
+        spec = files.get("cdr") or {}
+        if not isinstance(spec, dict):
+            raise ConfigError("files.cdr must be a mapping (enabled, inbound, outbound, every_seconds, ...)")
+        names = [f.name for f in fields(CdrFilesConfig)]
+        for key in spec:
+            if key not in names:
+                raise ConfigError(f"files.cdr.{key}: unknown setting{did_you_mean(key, names)}")
+        numbers = {}
+        for key in ("every_seconds", "mismatch_grace_seconds", "lease_seconds"):
+            value = spec.get(key, getattr(CdrFilesConfig, key))
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"files.cdr.{key}: {value!r} is not a number above 0")
+            numbers[key] = float(value)
+        enabled = spec.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"files.cdr.enabled: {enabled!r} is not true or false")
+        folders = {}
+        for key, default in (("inbound", "{data_dir}/cdr/in"), ("outbound", "{data_dir}/cdr/out")):
+            value = spec.get(key, default)
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"files.cdr.{key}: name a folder")
+            folders[key] = Path(self._expand(value))
+        return CdrFilesConfig(enabled=enabled, **folders, **numbers)
+
+    @property
     def phases(self) -> dict[str, int]:
         return {str(code): int(phase) for code, phase in (self.raw.get("provinces") or {}).items()}
 
@@ -535,6 +581,7 @@ class Settings:
         """Raise ConfigError on the first thing that makes the configuration unusable."""
         self.limits  # noqa: B018 - each one checked
         self.max_peer_answer_bytes  # noqa: B018
+        self.cdr_files  # noqa: B018
         for code, phase in (self.raw.get("provinces") or {}).items():
             if int(phase) not in PHASES:
                 raise ConfigError(f"provinces.{code}: phase {phase} is not one of {PHASES}")

@@ -31,6 +31,11 @@ class LeaseStore:
             return conn.execute(update(L).where(L.c.name == name, (L.c.until < at) | (L.c.owner == owner))
                                 .values(owner=owner, until=at + ttl)).rowcount == 1
 
+    def release(self, name: str, owner: str) -> None:
+        """Give the lease of ``name`` back now, if ``owner`` holds it."""
+        with self.engine.begin() as conn:
+            conn.execute(update(L).where(L.c.name == name, L.c.owner == owner).values(until=now()))
+
     def ran(self, name: str, result: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(L).where(L.c.name == name).values(last_run_at=now(), last_result=result[:200]))

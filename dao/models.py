@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Float, Identity, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (BigInteger, DateTime, Float, Identity, Index, Integer, LargeBinary, String, Text,
+                        UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ID = BigInteger().with_variant(Integer, "sqlite")
@@ -225,3 +226,29 @@ class ReconItem(Base):
     msg_id: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (Index("ix_recon_item_batch", "batch_id", "state"),)
+
+
+class CdrFile(Base):
+    """A CDR file the bus distributes (bus/cdr.py): its idempotency key (file name + MD5) and
+    the state of its distribution, ``splitting`` (temporary files only) -> ``publishing``
+    (every temporary file complete; renamed one by one) -> ``done``. ``summary`` holds, as
+    JSON, each target's count, sum and files, so a publishing interrupted by a crash is
+    finished by the next run."""
+
+    __tablename__ = "cdr_file"
+
+    id: Mapped[int] = mapped_column(ID, Identity(), primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    md5: Mapped[str] = mapped_column(String(32), nullable=False)
+    state: Mapped[str] = mapped_column(String(12), nullable=False)
+    source_path: Mapped[str] = mapped_column(String(1000), nullable=False)
+    out_dir: Mapped[str] = mapped_column(String(1000), nullable=False)
+    owner: Mapped[str] = mapped_column(String(80), nullable=False)
+    records: Mapped[int | None] = mapped_column(BigInteger)
+    rejects: Mapped[int | None] = mapped_column(BigInteger)
+    summary: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("file_name", "md5", name="uq_cdr_file_name_md5"),
+                      Index("ix_cdr_file_md5", "md5"))

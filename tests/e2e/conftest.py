@@ -28,14 +28,14 @@ def _bus_params():
 
 
 @contextlib.contextmanager
-def embedded_on(database: str, workdir, settings=None):
+def embedded_on(database: str, workdir, settings=None, **options):
     """An EmbeddedBus whose journal is on SQLite (``database`` "sqlite") or on a fresh
     PostgreSQL schema ("postgresql")."""
     if database == "sqlite":
-        with EmbeddedBus(settings, workdir=workdir) as embedded:
+        with EmbeddedBus(settings, workdir=workdir, **options) as embedded:
             yield embedded
     else:
-        with pg_schema_url() as url, EmbeddedBus(settings, workdir=workdir, db_url=url) as embedded:
+        with pg_schema_url() as url, EmbeddedBus(settings, workdir=workdir, db_url=url, **options) as embedded:
             yield embedded
 
 

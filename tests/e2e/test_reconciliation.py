@@ -30,12 +30,12 @@ EVERY_KIND = dict(bank_only=3, billing_only=3, amount=2, bank_reversal=2, billin
 
 @pytest.fixture(scope="module", params=["sqlite"] + (["postgresql"] if os.environ.get("BSSBUS_TEST_PG_URL") else []))
 def recon(request, tmp_path_factory):
-    """A bus whose reconciliation folder is this module's own; the job is driven by the tests
-    (every_seconds is long), except where a test says otherwise."""
+    """A bus whose reconciliation folder is this module's own; the tests drive the job
+    (Scheduler.reconcile, lease included), except where a test says otherwise."""
     workdir = tmp_path_factory.mktemp(f"recon-{request.param}")
     settings = load_settings(env={}).copy()
-    settings.raw["files"] = {"reconciliation": {"folder": str(workdir / "files"), "every_seconds": 3600,
-                                                "settle_seconds": 1, "page_size": 50}}
+    settings.raw["files"] = {"reconciliation": {"folder": str(workdir / "files"), "settle_seconds": 1,
+                                                "page_size": 50}}
     with embedded_on(request.param, workdir, settings) as embedded:
         yield embedded
 
@@ -192,8 +192,9 @@ def test_a_file_without_its_checksum_is_left_alone(recon):
 
 def test_the_job_runs_on_its_own_schedule(tmp_path):
     settings = load_settings(env={}).copy()
-    settings.raw["files"] = {"reconciliation": {"folder": str(tmp_path / "files"), "every_seconds": 0.5}}
-    with embedded_on("sqlite", tmp_path, settings) as embedded:
+    settings.raw["files"] = {"reconciliation": {"folder": str(tmp_path / "files"), "every_seconds": 0.5},
+                             "cdr": {"enabled": False}}
+    with embedded_on("sqlite", tmp_path, settings, file_jobs=True) as embedded:
         phases = embedded.bus.router.current_phases()
         inbox = embedded.bus.scheduler.reconciler.config.inbox("ICBC")
         made = make_bank_day(embedded.sandbox.engine, inbox, "ICBC", "20261104", 30, phases, dict(bank_only=1),
