@@ -958,12 +958,14 @@ def test_a_query_top_up_answer_without_what_top_up_answered_stays_valid(schemas)
 
 
 def _store_and_forward_operations() -> set[tuple[str, str]]:
-    """(service, operation) of every route of config/bus.yaml that the bus stores and forwards."""
+    """(service, operation) of every route of config/bus.yaml that the bus stores and forwards
+    for a caller (not the bus's own reconciliation corrections: nobody gets their answer)."""
     from bus.router import Route
+    from bus.security import RECONCILIATION_DOMAIN
     from config.settings import load_settings
     out = set()
     for route in (Route.from_config(r) for r in load_settings(env={}).routes):
-        if route.delivery == "store-and-forward":
+        if route.delivery == "store-and-forward" and route.caller != RECONCILIATION_DOMAIN:
             out |= {(route.service, op) for op in (route.operations or CONTRACTS[route.service].operations)}
     return out
 
