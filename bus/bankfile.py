@@ -15,7 +15,9 @@ The result file ``<BANKCODE>_<YYYYMMDD>_RESULT.txt`` (with its ``.chk``) lists w
 balance: ``H|<bank>|<date>|<count>|<sum>``, one
 ``D|<serial>|<time>|<MSISDN>|<bank amount>|<billing amount>|<type>|<original serial>|<outcome>|<action>|<detail>``
 a transaction (an amount the side lacks is empty), and ``T|<count>|<sum>``; outcome 01 bank
-has it, billing lacks it (银有我无), 02 billing has it, bank lacks it (我有银无), 03 they differ.
+has it, billing lacks it (银有我无), 02 billing has it, bank lacks it (我有银无), 03 they differ
+(or two billings list it), 04 the number's billing cannot list payments; action POST, REVERSE
+(handed to the bus's delivery), HOLD, NONE or FAILED.
 """
 from __future__ import annotations
 
@@ -99,8 +101,9 @@ def read(path: str | os.PathLike, bank_code: str, acct_date: str, progress=None)
                 if match is None:
                     if line.startswith("T|"):
                         _trailer(line, line_no, header, count, amount)
-                        if handle.readline().strip():
-                            raise BankFileError(f"line {line_no + 1}: text after the trailer")
+                        for more, rest in enumerate(handle, line_no + 1):   # blank lines only, to the end
+                            if rest.strip():
+                                raise BankFileError(f"line {more}: text after the trailer")
                         return
                     raise BankFileError(f"line {line_no}: {_why(line)}")
                 serial, when, msisdn, fen, kind, orig = match.groups()

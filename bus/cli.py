@@ -573,11 +573,19 @@ class Progress:
 def cmd_reconcile(args) -> int:
     """Reconcile one bank file by hand, or list batches and their discrepancies."""
     from bus.core import Bus
-    from bus.reconcile import ReconcileError, Reconciler
+    from bus.reconcile import LeaseHeld, ReconcileError, Reconciler
     from dao.db import open_database
     from dao.reconcile import ReconStore
 
     settings = _settings(args)
+    if args.abandon is not None:
+        try:
+            batch = ReconStore(open_database(settings.db_url)).abandon(
+                args.abandon, f"given up by hand: {args.reason}" if args.reason else "given up by hand")
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        print(f"batch {batch['id']} ({batch['file_name']}) abandoned: its day takes a new file")
+        return 0
     if args.batches or args.show is not None:
         store = ReconStore(open_database(settings.db_url))
         if args.show is not None:
@@ -608,11 +616,23 @@ def cmd_reconcile(args) -> int:
     _peers_reachable(settings, args.sandbox_url)
     settings.peers   # a peer address that cannot be built: one line, now
     bus = Bus(settings).start(forwarder=False)
-    progress = Progress(os.path.basename(args.file))
+    progress, name = Progress(os.path.basename(args.file)), os.path.basename(args.file)
+    reconciler = Reconciler(bus)
     try:
-        report = Reconciler(bus).run(args.file, dry_run=args.dry_run, by_hand=True, progress=progress)
+        if args.dry_run:   # reads only: no lease needed
+            report = reconciler.run(args.file, dry_run=True, by_hand=True, progress=progress)
+        else:              # one reconciling process at a time: the scheduled job of a running bus waits
+            owner = f"bssbus reconcile:{os.getpid()}"
+            with reconciler.leased(owner) as keep:
+                report = reconciler.run(args.file, by_hand=True,
+                                        progress=lambda *step: (keep(), progress(*step)))
+    except LeaseHeld as exc:
+        raise CliError(f"{exc}; try again in a minute") from None
     except ReconcileError as exc:
-        raise CliError(f"{os.path.basename(args.file)}: {exc}; nothing was posted, run it again") from None
+        raise CliError(f"{name}: {exc}; run it again (a correction handed over already is not posted twice)") \
+            from None
+    except OSError as exc:
+        raise CliError(f"{name}: {exc.strerror or exc}: {exc.filename or ''}") from None
     finally:
         progress.end()
         bus.stop()
@@ -647,6 +667,8 @@ def cmd_make_bank_file(args) -> int:
     settings = _settings(args)
     if not NAME.fullmatch(f"{args.bank}_{args.date}.txt"):
         raise CliError("--bank is 2..10 of A-Z and 0-9, --date YYYYMMDD")
+    if args.lines < 1 or not 0 <= args.rate <= 1:
+        raise CliError("--lines is at least 1, --rate between 0 and 1")
     try:
         planted = parse_discrepancies(args.discrepancies) if args.discrepancies else spread(
             round(args.lines * args.rate))
@@ -824,7 +846,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "discrepancies, and the billing's side of its day",
                         description="Write <BANK>_<DATE>.txt and its .chk (GBK, CRLF; ../shared/DOMAIN.md) into "
                         "--out (default: that bank's reconciliation inbox), and store the same day in the "
-                        "sandbox billings (the province Billing in phase 2, HQ Billing in phase 3), with planted "
+                        "sandbox billings (the province Billing in phase 2, HQ Billing in phase 3, by the bus "
+                        "database's cut-over table), replacing what they held of that bank's day, with planted "
                         "discrepancies. Kinds: bank_only, billing_only, amount, bank_reversal, billing_reversal.")
     q.add_argument("--bank", required=True, help="bank code, e.g. ICBC")
     q.add_argument("--date", required=True, help="accounting day YYYYMMDD")
@@ -838,18 +861,23 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=1)
     q.add_argument("--out", metavar="DIR", help="where to write the file")
     q.add_argument("--sandbox-db-url", help="the sandbox's state database (default: the config's)")
+    q.add_argument("--db-url", help="the bus's database, for its phases (default: the config's)")
     q.set_defaults(func=cmd_make_bank_file)
 
     p = sub.add_parser("reconcile", parents=[common], help="reconcile a bank file by hand; list batches",
                        description="Reconcile FILE (<BANK>_<YYYYMMDD>.txt with its .chk beside it) as the "
                        "scheduled job does: compare it with the billings' record of that bank's day, hand the "
                        "corrections to the bus's outbox (the running bus delivers them), write the result file "
-                       "into the bank's outbox folder and archive a copy. The file stays where it is. "
+                       "into the bank's results folder and archive a copy. The file stays where it is. "
                        "--dry-run compares and prints the actions, and changes nothing. The billings are "
                        "called directly: with sandbox peers, `bssbus serve` must be running. "
                        "Exit status 1 when the file is refused.")
     p.add_argument("file", nargs="?", metavar="FILE")
-    p.add_argument("--dry-run", action="store_true", help="show the actions, post nothing, record nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show the actions; post nothing and record no batch (the billings' lists are journalled)")
+    p.add_argument("--abandon", type=int, metavar="BATCH",
+                   help="give up a batch that posted nothing (still comparing), so its day takes a new file")
+    p.add_argument("--reason", help="with --abandon: why (kept with the batch)")
     p.add_argument("--batches", action="store_true", help="list the latest batches instead")
     p.add_argument("--show", type=int, metavar="BATCH", help="one batch and its discrepancies")
     p.add_argument("--bank", help="with --batches: only this bank's")

@@ -18,11 +18,19 @@ from typing import Callable
 
 from bus.faults import BusFault, Busy, ClientFault
 from bus.message import Message, Reply
+from bus.security import RECONCILIATION_DOMAIN
 from dao.idempotency import IdempotencyStore
 
+def _recon(message: Message) -> str:
+    """The bus's own reconciliation corrections have keys of their own: a serial the bank sent
+    itself (answered, say, 1547 after midnight) is still corrected; the billing posts a serial
+    once whoever sends it."""
+    return "RECON" if message.caller == RECONCILIATION_DOMAIN else ""
+
+
 BUSINESS_KEYS: dict[tuple[str, str], Callable[[Message], str]] = {
-    ("BankPayment", "Pay"): lambda m: f"PAY:{m.body['BANK_CODE']}:{m.body['BANK_SERIAL']}",
-    ("BankPayment", "Reverse"): lambda m: f"REV:{m.body['BANK_CODE']}:{m.body['BANK_SERIAL']}",
+    ("BankPayment", "Pay"): lambda m: f"{_recon(m)}PAY:{m.body['BANK_CODE']}:{m.body['BANK_SERIAL']}",
+    ("BankPayment", "Reverse"): lambda m: f"{_recon(m)}REV:{m.body['BANK_CODE']}:{m.body['BANK_SERIAL']}",
     ("TopUp", "TopUp"): lambda m: f"TOPUP:{m.body['TOPUP_SERIAL']}",
     ("Provisioning", "SubmitWorkOrder"): lambda m: f"WO:{m.body['TRADE_ID']}",
     ("OrderSync", "SyncOrder"): lambda m: f"ORDER:{m.caller}:{m.trans_ido}:{m.body['ORDER_ID']}",
@@ -94,7 +102,8 @@ def fingerprint(message: Message) -> str:
 
 def _what(key: str) -> str:
     kind, _, rest = key.partition(":")
-    return {"PAY": "Bank code and serial", "REV": "Bank code and serial", "TOPUP": "Top-up serial",
+    return {"PAY": "Bank code and serial", "REV": "Bank code and serial", "RECONPAY": "Bank code and serial",
+            "RECONREV": "Bank code and serial", "TOPUP": "Top-up serial",
             "WO": "Trade id", "ORDER": "TRANS_IDO and order id", "T": "TRANS_IDO"}.get(kind, "Key") + f" {rest}"
 
 

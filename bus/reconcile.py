@@ -2,17 +2,21 @@
 
 A file ``<BANK>_<YYYYMMDD>.txt`` with its ``.chk`` is compared transaction by transaction
 (by bank serial) with what the billings list for that bank and day (``BankPayment.ListPayments``,
-asked of the billing of each province's phase, page by page). Per transaction:
+asked of the billing of each province's phase, page by page; of both billings when the
+province changed phase since the day began). Per transaction:
 
 - **balanced** (平账): both have it, with the same number, amount, type and original;
 - **bank_only** (银有我无): posted to billing (补缴) with the bank's own serial, so a payment is
   never posted twice; a reversal the billing lacks is posted as that reversal;
 - **billing_only** (我有银无): a payment is reversed in billing (a reversal the bank lacks is held);
-- **mismatch**: amounts (or number, type, original) differ: held for a person.
+- **mismatch**: amounts (or number, type, original) differ, or two billings list the serial:
+  held for a person;
+- **unlisted**: the number's billing cannot list payments (a legacy billing): held.
 
 The corrections are ordinary bus messages (ORIG_DOMAIN ``RECON``, route ``reconciliation``):
 stored and forwarded with the journal, the outbox's retries and dead letters, and each one's
-idempotency key (the bank serial), so a re-run or a resume after a crash posts nothing twice.
+idempotency key (``RECONPAY:``/``RECONREV:`` and the serial), so a re-run or a resume after a
+crash posts nothing twice. One process reconciles at a time (the ``reconciliation`` lease).
 They carry ``RECON_DATE``, the file's day, which lets the billing post or reverse on that day.
 
 A batch goes ``comparing`` -> ``posting`` -> ``done`` in the database (dao/reconcile.py); a
@@ -39,7 +43,8 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from bus import bankfile
@@ -48,18 +53,27 @@ from bus.faults import BusFault
 from bus.message import Message
 from bus.security import RECONCILIATION_DOMAIN
 from config.settings import ConfigError, Settings
-from dao.reconcile import AlreadyClaimed, ReconStore
+from dao.leases import LeaseStore
+from dao.reconcile import COUNTS, AlreadyClaimed, ReconStore
 
 log = logging.getLogger("bssbus.reconcile")
 
 SERVICE = "BankPayment"
 OUTCOME_CODES = {"bank_only": "01", "billing_only": "02", "mismatch": "03", "unlisted": "04"}
-ACTION_WORDS = {"post": "POSTED", "reverse": "REVERSED", "hold": "HELD", "none": "NONE"}
+#: the result file's word for an item's action: what the bus did with it (POST and REVERSE: handed
+#: to the bus's reliable delivery; the outbox and `bssbus dlq` show how the billing answered)
+ACTION_WORDS = {"post": "POST", "reverse": "REVERSE", "hold": "HOLD", "none": "NONE"}
+LEASE = "reconciliation"
+BEIJING = timezone(timedelta(hours=8))   # accounting days are Beijing days
 _BATCH = 10000
 
 
 class ReconcileError(Exception):
     """The batch cannot go on now (a billing did not answer): it stays open and is tried again."""
+
+
+class LeaseHeld(Exception):
+    """Another process is reconciling (a bus's scheduled job, or a run by hand)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,7 @@ class ReconConfig:
     settle_seconds: float = 300.0
     page_size: int = 5000
     concurrency: int = 8
+    lease_seconds: float = 60.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "ReconConfig":
@@ -89,18 +104,21 @@ class ReconConfig:
                          banks=tuple(banks), enabled=bool(spec.get("enabled", True)),
                          every_seconds=float(spec.get("every_seconds", 60)),
                          settle_seconds=float(spec.get("settle_seconds", 300)),
-                         page_size=int(spec.get("page_size", 5000)), concurrency=int(spec.get("concurrency", 8)))
+                         page_size=int(spec.get("page_size", 5000)), concurrency=int(spec.get("concurrency", 8)),
+                         lease_seconds=float(spec.get("lease_seconds", 60)))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"files.reconciliation: {exc}") from None
-        if not 1 <= config.page_size <= 10000 or config.every_seconds <= 0 or config.concurrency < 1:
-            raise ConfigError("files.reconciliation: page_size 1..10000, every_seconds > 0, concurrency >= 1")
+        if (not 1 <= config.page_size <= 10000 or config.every_seconds <= 0 or config.concurrency < 1
+                or config.lease_seconds <= 0):
+            raise ConfigError("files.reconciliation: page_size 1..10000, every_seconds > 0, concurrency >= 1, "
+                              "lease_seconds > 0")
         return config
 
     def inbox(self, bank: str) -> Path:
         return self.folder / bank / "inbox"
 
-    def outbox(self, bank: str) -> Path:
-        return self.folder / bank / "outbox"
+    def results(self, bank: str) -> Path:
+        return self.folder / bank / "results"
 
     def archive(self, bank: str) -> Path:
         return self.folder / bank / "archive"
@@ -114,7 +132,7 @@ class Report:
     """What one run did with one file."""
 
     file: str
-    state: str                       # done, posting, comparing, rejected, waiting, dry-run
+    state: str   # done, rejected, waiting (its .chk), retrying (open: tried again), dry-run
     batch_id: int | None = None
     reason: str | None = None
     bank_code: str | None = None
@@ -161,16 +179,11 @@ class Workspace:
                         "orig TEXT, line INTEGER)")
         self.db.execute("CREATE TABLE bill (serial TEXT, time TEXT, msisdn TEXT, amount INTEGER, type TEXT, "
                         "orig TEXT, state TEXT, province TEXT)")
-        self.db.execute("CREATE UNIQUE INDEX bill_serial ON bill (serial)")
-        self.twice = 0   # serials two billings both listed (the first one is kept)
+        self._twice: set[str] | None = None
 
     def close(self) -> None:
         self.db.close()
-        for suffix in ("", "-journal"):
-            try:
-                os.unlink(self.path + suffix)
-            except FileNotFoundError:
-                pass
+        Path(self.path).unlink(missing_ok=True)
 
     def load_bank(self, rows) -> None:
         while chunk := list(itertools.islice(rows, _BATCH)):
@@ -184,23 +197,41 @@ class Workspace:
             raise BankFileError(f"line {second}: bank serial {serial} appears twice (also line {first})") from None
 
     def add_billing(self, rows: list[tuple]) -> None:
-        before = self.db.total_changes
-        self.db.executemany("INSERT OR IGNORE INTO bill VALUES (?,?,?,?,?,?,?,?)", rows)
-        self.twice += len(rows) - (self.db.total_changes - before)
+        self.db.executemany("INSERT INTO bill VALUES (?,?,?,?,?,?,?,?)", rows)
+
+    def twice(self) -> int:
+        """Index the billings' rows, and set apart the serials more than one billing listed (a
+        payment posted twice, or misrouted): how many there are."""
+        if self._twice is None:
+            self.db.execute("CREATE INDEX bill_serial ON bill (serial)")
+            self.db.execute("CREATE TABLE twice (serial TEXT PRIMARY KEY)")
+            self.db.execute("INSERT INTO twice SELECT serial FROM bill GROUP BY serial HAVING count(*) > 1")
+            self._twice = {row[0] for row in self.db.execute("SELECT serial FROM twice")}
+        return len(self._twice)
 
     def balanced(self) -> tuple[int, int]:
         count, total = self.db.execute(
             "SELECT count(*), coalesce(sum(b.amount), 0) FROM bank b JOIN bill l ON l.serial = b.serial "
-            "WHERE b.amount = l.amount AND b.msisdn = l.msisdn AND b.type = l.type AND b.orig = l.orig").fetchone()
+            "WHERE b.amount = l.amount AND b.msisdn = l.msisdn AND b.type = l.type AND b.orig = l.orig "
+            "AND b.serial NOT IN (SELECT serial FROM twice)").fetchone()
         return count, total
+
+    def listed_twice(self):
+        """Each serial more than one billing listed: (bank row or None, [the billings' rows])."""
+        for (serial,) in self.db.execute("SELECT serial FROM twice ORDER BY serial").fetchall():
+            bank = self.db.execute("SELECT serial, time, msisdn, amount, type, orig FROM bank WHERE serial = ?",
+                                   (serial,)).fetchone()
+            yield bank, self.db.execute("SELECT serial, time, msisdn, amount, type, orig, state, province FROM bill "
+                                        "WHERE serial = ?", (serial,)).fetchall()
 
     def bank_side(self):
         """Bank lines the billings lack or differ on: (bank row, billing row or None)."""
         cursor = self.db.execute(
             "SELECT b.serial, b.time, b.msisdn, b.amount, b.type, b.orig, "
             "l.serial, l.time, l.msisdn, l.amount, l.type, l.orig, l.state, l.province "
-            "FROM bank b LEFT JOIN bill l ON l.serial = b.serial WHERE l.serial IS NULL OR b.amount <> l.amount "
-            "OR b.msisdn <> l.msisdn OR b.type <> l.type OR b.orig <> l.orig ORDER BY b.line")
+            "FROM bank b LEFT JOIN bill l ON l.serial = b.serial WHERE b.serial NOT IN (SELECT serial FROM twice) "
+            "AND (l.serial IS NULL OR b.amount <> l.amount OR b.msisdn <> l.msisdn OR b.type <> l.type "
+            "OR b.orig <> l.orig) ORDER BY b.line")
         for row in cursor:
             yield row[:6], (row[6:] if row[6] is not None else None)
 
@@ -208,7 +239,8 @@ class Workspace:
         """Billing transactions the bank's file lacks."""
         yield from self.db.execute(
             "SELECT serial, time, msisdn, amount, type, orig, state, province FROM bill l "
-            "WHERE NOT EXISTS (SELECT 1 FROM bank b WHERE b.serial = l.serial) ORDER BY serial")
+            "WHERE NOT EXISTS (SELECT 1 FROM bank b WHERE b.serial = l.serial) "
+            "AND l.serial NOT IN (SELECT serial FROM twice) ORDER BY serial")
 
 
 def parse_txn(text: str, province: str) -> tuple:
@@ -229,6 +261,25 @@ class Reconciler:
         self.store = ReconStore(bus.engine)
 
     # -- the scheduled job: every bank's inbox ------------------------------------------
+    @contextmanager
+    def leased(self, owner: str):
+        """Hold the reconciliation lease (one reconciling process at a time, scheduled or by
+        hand) for a run; yields ``keep()``, which renews it and raises ReconcileError when it was
+        lost (the run stops before it could race another). LeaseHeld when another holds it."""
+        leases, ttl = LeaseStore(self.bus.engine), timedelta(seconds=self.config.lease_seconds)
+        if not leases.acquire(LEASE, owner, ttl):
+            holder = next((l for l in leases.all() if l["name"] == LEASE), {})
+            raise LeaseHeld(f"another process is reconciling ({holder.get('owner', '?')}, until "
+                            f"{holder['until']:%H:%M:%S} UTC)" if holder.get("until") else "another process is reconciling")
+
+        def keep():
+            if not leases.acquire(LEASE, owner, ttl):
+                raise ReconcileError("the reconciliation lease was lost to another process; this run stops")
+        try:
+            yield keep
+        finally:
+            leases.release(LEASE, owner)
+
     def scan(self, keep_lease=None) -> list[Report]:
         """Each file of each bank's inbox that has its ``.chk``: reconciled, resumed, refused
         or (checksum not matching yet, within ``settle_seconds``) left for the next run."""
@@ -244,11 +295,11 @@ class Reconciler:
                 try:
                     reports.append(self.run(path, inbox_of=bank, progress=keep_lease and (lambda *_: keep_lease())))
                 except ReconcileError as exc:
-                    reports.append(Report(path.name, "comparing", reason=str(exc)))
-                    log.warning("reconciliation of %s waits: %s", path.name, exc)
+                    reports.append(Report(path.name, "retrying", reason=str(exc)))
+                    log.warning("reconciliation of %s is tried again on the next run: %s", path.name, exc)
                 except Exception as exc:   # a bug or a database outage: the next files still get their turn
                     log.exception("reconciliation of %s failed; it is tried again on the next run", path.name)
-                    reports.append(Report(path.name, "comparing", reason=f"failed: {type(exc).__name__}"))
+                    reports.append(Report(path.name, "retrying", reason=f"failed: {type(exc).__name__}: {exc}"[:300]))
         return reports
 
     # -- one file -----------------------------------------------------------------------
@@ -273,6 +324,13 @@ class Reconciler:
         except BankFileError as exc:
             return self._refuse(path, str(exc), mode, Report(name, "rejected", bank_code=inbox_of))
         report = Report(name, "comparing", bank_code=bank, acct_date=day)
+        try:
+            over = datetime.strptime(day, "%Y%m%d").date() < datetime.now(BEIJING).date()
+        except ValueError:
+            return self._refuse(path, f"{day} in the file name is not a date", mode, report)
+        if not over:
+            return self._refuse(path, f"the accounting day {day} is not over (Beijing time): a bank's file of a "
+                                      "day comes the day after", mode, report)
         if inbox_of is not None and bank != inbox_of:
             report.bank_code = inbox_of
             return self._refuse(path, f"a file of bank {bank} in the inbox of {inbox_of}", mode, report)
@@ -297,9 +355,16 @@ class Reconciler:
                                       f"({batch['finished_at']:%Y-%m-%d %H:%M})", mode, report, md5)
         if batch is None:
             other = self.store.find(bank_code=bank, acct_date=day)
-            if other is not None:
+            if other is not None and other["state"] == "done":
                 return self._refuse(path, f"a file for {bank} {day} was processed already: batch {other['id']} "
                                           f"({other['file_name']}, MD5 {other['md5']})", mode, report, md5)
+            if other is not None:
+                last = f"; last problem: {other['reason']}" if other.get("reason") else ""
+                hint = ("it goes on when that file is back in the inbox" if other["state"] == "posting" else
+                        f"it goes on when that file is back in the inbox, or give it up with `bssbus reconcile "
+                        f"--abandon {other['id']}` (it posted nothing)")
+                return self._refuse(path, f"batch {other['id']} for {bank} {day} (a file with MD5 {other['md5']}) is "
+                                          f"still open, {other['state']}{last}; {hint}", mode, report, md5)
         return report, md5, batch
 
     def _run(self, path: Path, dry_run: bool, by_hand: bool, progress, inbox_of: str | None) -> Report:
@@ -388,59 +453,84 @@ class Reconciler:
         """Each province's transactions of ``bank`` on ``day`` from the billing of its phase;
         returns the provinces whose billing cannot list them."""
         unlisted, fetched = [], 0
+        start = datetime.strptime(day, "%Y%m%d").replace(tzinfo=BEIJING)
+        moved = self.bus.phase_store.moved_since(start)   # its payments may be in either billing
         for province in self._provinces(bank):
-            after = None
-            while True:
-                message = self._message("ListPayments", {"ROUTE_TYPE": "00", "ROUTE_VALUE": province},
-                                        f"RL{day}{province}{uuid.uuid4().hex[:16]}", {
-                                            "BANK_CODE": bank, "ACCT_DATE": day, "PROVINCE_CODE": province,
-                                            **({"AFTER_SERIAL": after} if after else {}),
-                                            "PAGE_SIZE": self.config.page_size})
-                try:
-                    decision = self.bus.router.resolve(message)
-                    if not self.bus.adapters.for_peer(decision.peer).offers(SERVICE, "ListPayments"):
-                        unlisted.append(province)
-                        break
-                    reply = self.bus.deliver(message, decision)
-                except BusFault as fault:
-                    self.bus.complete(message, b"", fault=fault)
-                    raise ReconcileError(f"the billing of province {province} did not list {bank}'s payments of "
-                                         f"{day}: {fault.message}") from None
-                self.bus.complete(message, b"", decision=decision, rsp_code=reply.rsp_code)
-                if reply.rsp_code != "0000":
-                    desc = (reply.head.get("RESPONSE") or {}).get("RSP_DESC")
-                    raise ReconcileError(f"{decision.peer_name} answered {reply.rsp_code} ({desc}) to ListPayments "
-                                         f"for province {province}")
-                body = reply.body or {}
-                txns = (body.get("TXNS") or {}).get("TXN") or []
-                try:
-                    workspace.add_billing([parse_txn(t, province) for t in txns])
-                except ValueError as exc:
-                    raise ReconcileError(f"{decision.peer_name}: {exc}") from None
-                fetched += len(txns)
-                progress("billing", fetched, None)
-                last = body.get("LAST_SERIAL")
-                if body.get("MORE") != "1":
+            for phase in self._phases_to_ask(province, moved):
+                fetched = self._fetch_province(workspace, bank, day, province, phase, unlisted, fetched, progress)
+        if workspace.twice():
+            log.warning("transactions of %s %s were listed by two billings: held for a person", bank, day)
+        return tuple(sorted(set(unlisted)))
+
+    def _phases_to_ask(self, province: str, moved: set[str]) -> list[int | None]:
+        """None: the billing of the province's phase now; both phases' when it moved since."""
+        if province not in moved:
+            return [None]
+        return [2, 3]
+
+    def _fetch_province(self, workspace: "Workspace", bank: str, day: str, province: str, phase: int | None,
+                        unlisted: list, fetched: int, progress) -> int:
+        """Every page of one billing's list for one province (``phase``: that phase's billing)."""
+        after = None
+        while True:
+            message = self._message("ListPayments", {"ROUTE_TYPE": "00", "ROUTE_VALUE": province},
+                                    f"RL{day}{province}{uuid.uuid4().hex[:16]}", {
+                                        "BANK_CODE": bank, "ACCT_DATE": day, "PROVINCE_CODE": province,
+                                        **({"AFTER_SERIAL": after} if after else {}),
+                                        "PAGE_SIZE": self.config.page_size})
+            try:
+                decision = self.bus.router.resolve(message)
+                if phase is not None and decision.phase != phase:
+                    decision = self.bus.router.decide_for_phase(decision, phase, SERVICE)
+                if not self.bus.adapters.for_peer(decision.peer).offers(SERVICE, "ListPayments"):
+                    unlisted.append(province)
                     break
-                if not last or (after is not None and last <= after):
-                    raise ReconcileError(f"{decision.peer_name} said more transactions follow, and its pages do not "
-                                         "advance (LAST_SERIAL)")
-                after = last
-        if workspace.twice:
-            log.warning("%d transactions of %s %s were listed by two billings; the first was compared",
-                        workspace.twice, bank, day)
-        return tuple(unlisted)
+                reply = self.bus.deliver(message, decision)
+            except BusFault as fault:
+                self.bus.complete(message, b"", fault=fault)
+                raise ReconcileError(f"the billing of province {province} did not list {bank}'s payments of "
+                                     f"{day}: {fault.message}") from None
+            self.bus.complete(message, b"", decision=decision, rsp_code=reply.rsp_code)
+            if reply.rsp_code != "0000":
+                desc = (reply.head.get("RESPONSE") or {}).get("RSP_DESC")
+                raise ReconcileError(f"{decision.peer_name} answered {reply.rsp_code} ({desc}) to ListPayments "
+                                     f"for province {province}")
+            body = reply.body or {}
+            txns = (body.get("TXNS") or {}).get("TXN") or []
+            try:
+                workspace.add_billing([parse_txn(t, province) for t in txns])
+            except ValueError as exc:
+                raise ReconcileError(f"{decision.peer_name}: {exc}") from None
+            fetched += len(txns)
+            progress("billing", fetched, None)
+            last = body.get("LAST_SERIAL")
+            if body.get("MORE") != "1":
+                break
+            if not last or (after is not None and last <= after):
+                raise ReconcileError(f"{decision.peer_name} said more transactions follow, and its pages do not "
+                                     "advance (LAST_SERIAL)")
+            after = last
+        return fetched
 
     def _compare(self, workspace: Workspace, bank: str, day: str, unlisted, counts: dict):
         """The discrepancies, one item at a time (the caller streams them into the database);
         ``counts`` gets each outcome's (count, sum) on the way, balanced ones first."""
-        counts.update(balanced=workspace.balanced(), bank_only=(0, 0), billing_only=(0, 0), mismatch=(0, 0))
+        workspace.twice()
+        counts.update(balanced=workspace.balanced(), bank_only=(0, 0), billing_only=(0, 0), mismatch=(0, 0),
+                      unlisted=(0, 0))
 
         def item(tally, amount, **fields):
             count, total = counts.get(tally, (0, 0))
             counts[tally] = (count + 1, total + amount)
             return fields
 
+        for bank_row, listed in workspace.listed_twice():
+            serial, when, msisdn, amount, kind, orig = bank_row or listed[0][:6]
+            peers = ", ".join(f"province {row[7]}" for row in listed)
+            yield item("mismatch", amount, bank_serial=serial, txn_time=when, msisdn=msisdn, txn_type=kind,
+                       orig_serial=orig or None, bank_amount=bank_row[3] if bank_row else None,
+                       billing_amount=listed[0][3], province=listed[0][7], outcome="mismatch", action="hold",
+                       state="held", detail=f"held for a person: listed by {len(listed)} billings ({peers})")
         segments = self.bus.router.segments
         for (serial, when, msisdn, amount, kind, orig), listed in workspace.bank_side():
             base = dict(bank_serial=serial, txn_time=when, msisdn=msisdn, bank_amount=amount, txn_type=kind,
@@ -477,19 +567,28 @@ class Reconciler:
                            trans_ido=_trans_ido(bank, day, serial, "reverse"), detail="reversed in billing (冲正)")
 
     def _post(self, batch_id: int, progress) -> None:
-        """Hand each pending correction to the bus (stored and forwarded), 500 at a time:
+        """Hand each pending correction to the bus (stored and forwarded), a page at a time:
         payments first, then reversals (a reversal of a payment posted here follows it), side
-        by side within a page."""
+        by side within a page. A correction whose item was not settled before a crash is handed
+        over again, and answered from the idempotency store: never posted twice."""
         batch = self.store.get(batch_id)
-        done = 0
+        done = waiting = 0
         with ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="reconcile") as pool:
             for payments in (True, False):
-                while page := self.store.pending(batch_id, payments, limit=500):
-                    self.store.settle(list(pool.map(lambda item: self._post_one(batch, item), page)))
-                    done += len(page)
+                after = 0
+                while page := self.store.pending(batch_id, payments, after, limit=self.config.concurrency * 8):
+                    outcomes = list(pool.map(lambda item: self._post_one(batch, item), page))
+                    self.store.settle([o for o in outcomes if o is not None])
+                    waiting += outcomes.count(None)
+                    done, after = done + len(page), page[-1]["id"]
                     progress("post", done, None)
+        if waiting:
+            raise ReconcileError(f"{waiting} corrections could not be handed to the bus now (busy); they stay "
+                                 "pending and are tried again on the next run")
 
-    def _post_one(self, batch: dict, item: dict) -> tuple[int, str, str | None, str | None]:
+    def _post_one(self, batch: dict, item: dict) -> tuple[int, str, str | None, str | None] | None:
+        """(item id, new state, msg_id, detail), or None when the bus could not take it now
+        (a Server fault: busy, the database away): it stays pending."""
         bank, day = batch["bank_code"], batch["acct_date"]
         amount = item["bank_amount"] if item["action"] == "post" else item["billing_amount"]
         body = {"BANK_CODE": bank, "SERIAL_NUMBER": item["msisdn"], "AMOUNT": amount, "TRADE_TIME": item["txn_time"],
@@ -510,6 +609,9 @@ class Reconciler:
             reply, decision = self.bus.handle(message)
         except BusFault as fault:
             self.bus.complete(message, b"", fault=fault)
+            if fault.code.startswith("Server."):
+                log.warning("correction %s waits: %s", item["bank_serial"], fault.message)
+                return None
             return item["id"], "failed", message.msg_id, f"the bus refused it: {fault.code}: {fault.message}"
         self.bus.complete(message, b"", decision=decision, rsp_code=reply.rsp_code)
         return item["id"], "posted", message.duplicate_of or message.msg_id, None
@@ -528,7 +630,7 @@ class Reconciler:
                                 i["orig_serial"] or "", OUTCOME_CODES[i["outcome"]], action,
                                 (i["detail"] or "").replace("|", "/")])
             yield f"T|{count}|{total}"
-        path = self.config.outbox(bank) / f"{bank}_{day}_RESULT.txt"
+        path = self.config.results(bank) / f"{bank}_{day}_RESULT.txt"
         bankfile.write_atomically(path, lines())
         return path
 
@@ -556,6 +658,9 @@ class Reconciler:
             folder = self.config.refused(report.bank_code)
             folder.mkdir(parents=True, exist_ok=True)
             stamp = datetime.now().strftime("%Y%m%d%H%M%S")
+            n = 1
+            while (folder / f"{path.name}.{stamp}.reason").exists():   # refused twice in one second
+                stamp, n = f"{stamp.split('-')[0]}-{n}", n + 1
             for source in (path, bankfile.checksum_path(path)):
                 if source.exists():
                     os.replace(source, folder / f"{source.name}.{stamp}")
@@ -566,8 +671,8 @@ class Reconciler:
     def _report(self, report: Report, batch: dict) -> Report:
         report.state, report.batch_id = batch["state"], batch["id"]
         report.lines, report.amount = batch["lines"] or 0, batch["amount"] or 0
-        report.counts = {name: (batch[f"{name}_count"] or 0, batch[f"{name}_sum"] or 0)
-                         for name in ("balanced", "bank_only", "billing_only", "mismatch")}
+        report.counts = {name: (batch[f"{name}_count"] or 0, batch[f"{name}_sum"] or 0) for name in COUNTS
+                         if name != "unlisted" or batch["unlisted_count"]}
         report.posted, report.held, report.result_file = batch["posted"] or 0, batch["held"] or 0, batch["result_file"]
         return report
 

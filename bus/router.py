@@ -219,6 +219,13 @@ class ContentBasedRouter:
         return Decision(route=route, peer=self.peers[peer_key].for_province(province, service),
                         province=province, phase=phase, segment_city=city, also=also)
 
+    def decide_for_phase(self, decision: Decision, phase: int, service: str) -> Decision:
+        """``decision`` as it would be if its province were in ``phase`` (reconciliation asks the
+        billing of a province's former phase too)."""
+        peer_key = decision.route.target_for(phase) if decision.route.follows_phase else decision.route.target
+        return Decision(route=decision.route, peer=self.peers[peer_key].for_province(decision.province, service),
+                        province=decision.province, phase=phase, segment_city=decision.segment_city)
+
     def set_phase(self, province: str, phase: int) -> None:
         """Move a province to another phase; new messages follow at once."""
         with self._lock:

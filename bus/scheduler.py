@@ -84,17 +84,15 @@ class Scheduler:
         return self._reconciler
 
     def reconcile(self) -> list | None:
-        """Reconcile the bank files waiting in the drop folders, if this process holds the
-        lease (renewed while a long file is worked on); returns the reports."""
-        every = self.reconciler.config.every_seconds
-        ttl = timedelta(seconds=max(2 * every, 30))   # renewed while a file is worked on
-
-        def keep_lease():
-            self.leases.acquire("reconciliation", self.owner, ttl)
-        if not self.leases.acquire("reconciliation", self.owner, ttl):
-            return None
+        """Reconcile the bank files waiting in the drop folders, if this process gets the
+        reconciliation lease (renewed while a file is worked on, given back after the pass);
+        returns the reports (None: another process is reconciling)."""
+        from bus.reconcile import LeaseHeld
         try:
-            reports = self.reconciler.scan(keep_lease=keep_lease)
+            with self.reconciler.leased(self.owner) as keep_lease:
+                reports = self.reconciler.scan(keep_lease=keep_lease)
+        except LeaseHeld:
+            return None
         except Exception:
             log.exception("reconciliation run failed")
             return None

@@ -166,8 +166,8 @@ class ReconBatch(Base):
     """One bank reconciliation file (对账文件) and what became of it (bus/reconcile.py).
 
     ``state``: ``comparing`` (read, being compared with the billings), ``posting`` (the
-    corrections are being handed to the outbox), ``done``, or ``rejected`` (refused whole, with
-    ``reason``; nothing posted). ``day_key`` (bank and accounting day) and ``md5_key`` are set
+    corrections are being handed to the outbox), ``done``, ``rejected`` (refused whole, with
+    ``reason``; nothing posted) or ``abandoned`` (given up by an operator before it posted). ``day_key`` (bank and accounting day) and ``md5_key`` are set
     on an accepted file only, so a second file for one day, or the same file again, is refused
     by the database itself, on every process and node."""
 
@@ -192,6 +192,8 @@ class ReconBatch(Base):
     billing_only_sum: Mapped[int | None] = mapped_column(BigInteger)
     mismatch_count: Mapped[int | None] = mapped_column(BigInteger)
     mismatch_sum: Mapped[int | None] = mapped_column(BigInteger)
+    unlisted_count: Mapped[int | None] = mapped_column(BigInteger)   # lines no billing could list (legacy)
+    unlisted_sum: Mapped[int | None] = mapped_column(BigInteger)
     posted: Mapped[int | None] = mapped_column(BigInteger)
     held: Mapped[int | None] = mapped_column(BigInteger)
     result_file: Mapped[str | None] = mapped_column(String(300))

@@ -50,6 +50,11 @@ class PhaseStore:
                                           changed_by=changed_by, changed_at=when, reason=reason))
         return old
 
+    def moved_since(self, at) -> set[str]:
+        """The provinces whose phase changed at or after ``at`` (a datetime)."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(C.c.province).where(C.c.changed_at >= at)).scalars())
+
     def history(self, province: str | None = None, limit: int = 50) -> list[dict]:
         query = select(C).order_by(C.c.id.desc()).limit(limit)
         if province:

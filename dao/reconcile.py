@@ -14,7 +14,7 @@ from dao.models import ReconBatch, ReconItem
 B = ReconBatch.__table__
 I = ReconItem.__table__
 
-COUNTS = ("balanced", "bank_only", "billing_only", "mismatch")
+COUNTS = ("balanced", "bank_only", "billing_only", "mismatch", "unlisted")
 
 
 class AlreadyClaimed(Exception):
@@ -81,6 +81,18 @@ class ReconStore:
                 held=tally.get("held", 0) + tally.get("failed", 0), finished_at=now()))
         return self.get(batch_id)
 
+    def abandon(self, batch_id: int, reason: str) -> dict:
+        """Give up a batch that posted nothing (``comparing``): its day and file are free again."""
+        with self.engine.begin() as conn:
+            done = conn.execute(update(B).where(B.c.id == batch_id, B.c.state == "comparing").values(
+                state="abandoned", day_key=None, md5_key=None, reason=reason[:1000], finished_at=now())).rowcount
+        batch = self.get(batch_id)
+        if not done:
+            raise ValueError(f"no reconciliation batch {batch_id}" if batch is None else
+                             f"batch {batch_id} is {batch['state']}: only a batch that posted nothing (comparing) "
+                             "can be given up")
+        return batch
+
     def note(self, batch_id: int, reason: str) -> None:
         """Why a batch is still open (a billing that did not answer): it is tried again."""
         with self.engine.begin() as conn:
@@ -94,10 +106,8 @@ class ReconStore:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     # -- items --------------------------------------------------------------------------
-    def items(self, batch_id: int, state: str | None = None) -> list[dict]:
+    def items(self, batch_id: int) -> list[dict]:
         query = select(I).where(I.c.batch_id == batch_id).order_by(I.c.id)
-        if state:
-            query = query.where(I.c.state == state)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
@@ -121,11 +131,12 @@ class ReconStore:
                                         .where(I.c.batch_id == batch_id)).one()
         return int(count), int(total)
 
-    def pending(self, batch_id: int, payments: bool, limit: int) -> list[dict]:
-        """The first ``limit`` pending corrections: the payments to post, or every other one."""
+    def pending(self, batch_id: int, payments: bool, after_id: int, limit: int) -> list[dict]:
+        """The next ``limit`` pending corrections after item ``after_id``: the payments to post,
+        or every other one."""
         first = (I.c.action == "post") & (I.c.txn_type == "0")
-        query = (select(I).where(I.c.batch_id == batch_id, I.c.state == "pending", first if payments else ~first)
-                 .order_by(I.c.id).limit(limit))
+        query = (select(I).where(I.c.batch_id == batch_id, I.c.state == "pending", I.c.id > after_id,
+                                 first if payments else ~first).order_by(I.c.id).limit(limit))
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 

@@ -71,6 +71,7 @@ def test_routes_prints_the_effective_table(tmp_path):
     (("sandbox", "make-bank-file", "--bank", "icbc", "--date", "20261126"), "--bank is 2..10 of A-Z"),
     (("sandbox", "make-bank-file", "--bank", "ICBC", "--date", "20261126", "--discrepancies", "lost=1"),
      "unknown discrepancy kind 'lost'"),
+    (("sandbox", "make-bank-file", "--bank", "ICBC", "--date", "20261126", "--lines", "-5"), "--lines is at least 1"),
 ])
 def test_bad_input_exits_non_zero_with_one_line(args, words):
     out = bssbus(*args)
@@ -247,6 +248,8 @@ def test_reconcile_by_hand_against_the_running_bus(served, tmp_path):
     assert shown.returncode == 0 and shown.stdout.count("posted") >= 3 and "held for a person" in shown.stdout
     again = bssbus("reconcile", path, env=env, cwd=work)
     assert again.returncode == 1 and "refused: this file was processed already" in again.stdout
+    done_batch = bssbus("reconcile", "--abandon", str(batch["id"]), env=env, cwd=work)
+    assert done_batch.returncode == 2 and "only a batch that posted nothing" in done_batch.stderr
 
 
 def test_serve_refuses_a_bad_reconciliation_setting_before_starting_anything(tmp_path):

@@ -73,6 +73,11 @@ def test_a_missing_trailer_text_after_it_and_an_empty_file_are_refused(tmp_path)
     after = "\r\n".join(["H|ICBC|20261126|3|20005", *GOOD, "T|3|20005", "D|more", ""]).encode("gbk")
     with pytest.raises(BankFileError, match="line 6: text after the trailer"):
         read_all(write(tmp_path, GOOD, raw=after))
+    later = "\r\n".join(["H|ICBC|20261126|3|20005", *GOOD, "T|3|20005", "", "  ", "D|more", ""]).encode("gbk")
+    with pytest.raises(BankFileError, match="line 8: text after the trailer"):
+        read_all(write(tmp_path, GOOD, raw=later))
+    blank = "\r\n".join(["H|ICBC|20261126|3|20005", *GOOD, "T|3|20005", "", "", ""]).encode("gbk")
+    assert len(read_all(write(tmp_path, GOOD, raw=blank))) == 4
     with pytest.raises(BankFileError, match="the file is empty"):
         read_all(write(tmp_path, GOOD, raw=b""))
 

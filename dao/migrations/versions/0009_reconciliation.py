@@ -28,7 +28,8 @@ def upgrade():
         sa.Column("reason", sa.String(1000)),
         *[sa.Column(name, sa.BigInteger) for name in (
             "lines", "amount", "balanced_count", "balanced_sum", "bank_only_count", "bank_only_sum",
-            "billing_only_count", "billing_only_sum", "mismatch_count", "mismatch_sum", "posted", "held")],
+            "billing_only_count", "billing_only_sum", "mismatch_count", "mismatch_sum", "unlisted_count",
+            "unlisted_sum", "posted", "held")],
         sa.Column("result_file", sa.String(300)),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True)),
