@@ -71,6 +71,26 @@ _TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _MD5 = re.compile(r"[0-9a-fA-F]{32}\Z")
 #: Tests only: a distribution stops (sleeps) after this many renames, so a test can kill it there.
 PAUSE_ENV = "BSSBUS_CDR_TEST_PAUSE_AFTER_RENAMES"
+#: Tests only: a distribution stops at this point (``splitting``: the row taken, before reading;
+#: ``assembling``: one output assembled; ``assembled``: every output assembled, before the
+#: publishing commit) until the file RESUME_ENV names exists, so a test can act on it there.
+PAUSE_AT_ENV = "BSSBUS_CDR_TEST_PAUSE_AT"
+RESUME_ENV = "BSSBUS_CDR_TEST_RESUME_FILE"
+
+
+_paused: set[str] = set()
+
+
+def _pause_at(point: str) -> None:
+    """Tests only (PAUSE_AT_ENV): the first time at ``point``, print where, then wait (at most
+    2 minutes) for RESUME_ENV's file."""
+    if os.environ.get(PAUSE_AT_ENV) != point or point in _paused:
+        return
+    _paused.add(point)
+    print(f"paused at {point}", flush=True)
+    resume, deadline = os.environ.get(RESUME_ENV), time.monotonic() + 120
+    while not (resume and os.path.exists(resume)) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 class CdrError(Exception):
@@ -420,6 +440,7 @@ class TempOutputs:
                                       b"H|%s|%s|%d|%d\n" % (source, target.encode(), count, total),
                                       self.bodies[target], b"T|%d|%d\n" % (count, total))
             targets[target] = {"count": count, "sum": total, "file": str(Path(target) / self.file_name)}
+            _pause_at("assembling")
         rejected = None
         if self.rejects is not None:
             name = _stem(self.file_name) + ".rej"
@@ -522,12 +543,14 @@ class Distributor:
             resumed = "distributed"
         outputs = TempOutputs(out_dir, name, md5)
         outputs.clear()
+        _pause_at("splitting")
         try:
             result = split(path, self.router(), outputs.writer, outputs.reject, self.keep_alive)
             if result.md5 != md5:
                 raise NotReady(f"{name} changed while it was read (MD5 {result.md5}, expected {md5}); "
                                "left for the next run")
             summary = outputs.finish(result)
+            _pause_at("assembled")
         except BaseException:
             outputs.close()
             outputs.clear()
