@@ -30,7 +30,8 @@ TARGET_PER_S = 200_000
 
 def child(path: str, out: str, db_url: str) -> int:
     """Distribute one file (in its own process) and print what it measured as JSON."""
-    from bus.cdr import CdrJob, file_md5, read_chk
+    from bus.bankfile import md5_of
+    from bus.cdr import CdrJob, read_chk
     from config.settings import load_settings
     from dao.db import open_database
 
@@ -42,7 +43,7 @@ def child(path: str, out: str, db_url: str) -> int:
     assert job.acquire()
     t0, cpu0 = time.perf_counter(), time.process_time()
     md5 = read_chk(Path(path + ".chk"))
-    if file_md5(Path(path)) != md5:
+    if md5_of(Path(path)) != md5:
         raise SystemExit("checksum mismatch")
     outcome = job.distributor().distribute(Path(path), Path(out), md5)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0

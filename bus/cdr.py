@@ -29,8 +29,12 @@ and ``<name>.cdr.chk`` (its MD5), written last: downstream takes a file only onc
 is there. Rejects: ``<outbound>/REJECTED/<stem>.rej`` (+ ``.rej.chk``), ``H|<source>|REJECTED|<count>``,
 then ``<line number>|<reason>|<the line as it came>``, then ``T|<count>``.
 
-The idempotency key is file name + MD5, in the database (``cdr_file``). Each file goes
-``splitting`` (temporary hidden files only; a crash: they are deleted and the split redone) ->
+The idempotency key is file name + MD5, in the database (``cdr_file``), with the run that
+holds the row (``run_id``, a new one each distribution; the temporary files carry it in their
+names, so two runs never share one). Only the run holding the row moves it on: a run whose
+lease ran out and whose row another run took over publishes nothing and stops. Each file goes
+``splitting`` (temporary hidden files only; a crash: the next run takes the row over, deletes
+the temporary files of every other run of the file and splits again) ->
 ``publishing`` (every temporary file complete and fsynced; renamed one by one; a crash: the
 temporary files still there are renamed, one that is gone was renamed already) -> ``done``
 (the input moved to ``<inbound>/archive/``). A file already distributed, or bearing a name or
@@ -44,12 +48,14 @@ import logging
 import os
 import re
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
 
+from bus.bankfile import md5_of
 from bus.segments import SegmentDirectory, SegmentError, SegmentTable
 from config.settings import ConfigError, Settings
 from dao.cdr import DONE, PUBLISHING, CdrFileStore
@@ -69,8 +75,29 @@ MAX_LINE = 1024             # the longest line a reject file keeps (a longer one
 CHUNK = 1 << 20             # bytes read at a time: memory stays flat whatever the file's size
 _TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _MD5 = re.compile(r"[0-9a-fA-F]{32}\Z")
+_RUN = re.compile(r"[0-9a-f]{12}\Z")
 #: Tests only: a distribution stops (sleeps) after this many renames, so a test can kill it there.
 PAUSE_ENV = "BSSBUS_CDR_TEST_PAUSE_AFTER_RENAMES"
+#: Tests only: a distribution stops at this point (``splitting``: the row taken, before reading;
+#: ``assembling``: one output assembled; ``assembled``: every output assembled, before the
+#: publishing commit) until the file RESUME_ENV names exists, so a test can act on it there.
+PAUSE_AT_ENV = "BSSBUS_CDR_TEST_PAUSE_AT"
+RESUME_ENV = "BSSBUS_CDR_TEST_RESUME_FILE"
+
+
+_paused: set[str] = set()
+
+
+def _pause_at(point: str) -> None:
+    """Tests only (PAUSE_AT_ENV): the first time at ``point``, print where, then wait (at most
+    2 minutes) for RESUME_ENV's file."""
+    if os.environ.get(PAUSE_AT_ENV) != point or point in _paused:
+        return
+    _paused.add(point)
+    print(f"paused at {point}", flush=True)
+    resume, deadline = os.environ.get(RESUME_ENV), time.monotonic() + 120
+    while not (resume and os.path.exists(resume)) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 class CdrError(Exception):
@@ -90,12 +117,8 @@ class LeaseLost(CdrError):
 
 
 # -- reading ----------------------------------------------------------------------------------
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+#: The hex MD5 of a file, read in blocks: the bank files' function (bus/cli.py imports this name).
+file_md5 = md5_of
 
 
 def read_chk(path: Path) -> str:
@@ -339,30 +362,49 @@ def _stem(file_name: str) -> str:
 
 
 class TempOutputs:
-    """The output files of one input file while it is split: hidden temporary files in each
-    target's folder (``.<name>.<md5 8>.body.tmp`` for the records, then ``.<name>.<md5 8>.tmp``
-    for the whole file), invisible to downstream until published by a rename."""
+    """The output files of one input file while one run splits it: hidden temporary files in
+    each target's folder (``.<name>.<md5 8>.<run>.body.tmp`` for the records, then
+    ``.<name>.<md5 8>.<run>.tmp`` for the whole file and ``...chk.tmp`` for its .chk),
+    invisible to downstream until published by a rename. The run id in the names keeps the
+    files of two runs of one input apart."""
 
-    def __init__(self, out_dir: Path, file_name: str, md5: str):
-        self.out_dir, self.file_name, self.tag = Path(out_dir), file_name, md5[:8]
+    def __init__(self, out_dir: Path, file_name: str, md5: str, run: str):
+        if not _RUN.match(run):
+            raise ValueError(f"run id {run!r} is not 12 hex digits")
+        self.out_dir, self.file_name, self.tag, self.run = Path(out_dir), file_name, md5[:8], run
         self.bodies: dict[str, object] = {}
         self.rejects = None
         self.reject_count = 0
+        # every temporary name of this input, of any run (and of the names before run ids)
+        self._ours = re.compile(re.escape(f".{file_name}.{self.tag}.") + r"(?:([0-9a-f]{12})\.)?(?:body\.|chk\.)?tmp\Z")
 
     def _hidden(self, what: str) -> str:
-        return f".{self.file_name}.{self.tag}.{what}tmp"
+        return f".{self.file_name}.{self.tag}.{self.run}.{what}tmp"
 
-    def leftovers(self) -> list[Path]:
+    def leftovers(self, mine: bool) -> list[Path]:
+        """The temporary files of this input: this run's (``mine``), or every other run's."""
         if not self.out_dir.is_dir():
             return []
-        return sorted(self.out_dir.glob(f"*/.{self.file_name}.{self.tag}.*tmp"))
+        found = []
+        for path in self.out_dir.glob(f"*/.{self.file_name}.{self.tag}.*tmp"):
+            match = self._ours.match(path.name)
+            if match and (match.group(1) == self.run) == mine:
+                found.append(path)
+        return sorted(found)
+
+    def _delete(self, paths: list[Path]) -> int:
+        for path in paths:
+            path.unlink(missing_ok=True)
+        return len(paths)
 
     def clear(self) -> int:
-        """Delete what an interrupted split left (its temporary files); how many."""
-        gone = self.leftovers()
-        for path in gone:
-            path.unlink(missing_ok=True)
-        return len(gone)
+        """Delete this run's temporary files (a split that failed); how many."""
+        return self._delete(self.leftovers(mine=True))
+
+    def clear_others(self) -> int:
+        """Delete what other runs of this input left: only once this run holds its row, so
+        none of those runs can publish any more; how many."""
+        return self._delete(self.leftovers(mine=False))
 
     def writer(self, target: str):
         folder = self.out_dir / target
@@ -383,9 +425,11 @@ class TempOutputs:
             if fh is not None and not fh.closed:
                 fh.close()
 
-    def _assemble(self, folder: Path, final_name: str, header: bytes, body_fh, trailer: bytes) -> list[list[str]]:
-        """Header + body + trailer into the hidden whole file, and its .chk; both fsynced.
-        Returns the renames that publish them, the data file before its .chk."""
+    def _assemble(self, folder: Path, final_name: str, header: bytes, body_fh, trailer: bytes,
+                  keep_alive: Callable[[], None]) -> list[list[str]]:
+        """Header + body + trailer into the hidden whole file, and its .chk; both fsynced,
+        ``keep_alive`` called at each block and after each fsync. Returns the renames that
+        publish them, the data file before its .chk."""
         body_fh.flush()
         body_path = Path(body_fh.name)
         body_fh.close()
@@ -396,10 +440,12 @@ class TempOutputs:
             while chunk := body.read(CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
+                keep_alive()
             digest.update(trailer)
             out.write(trailer)
             out.flush()
             os.fsync(out.fileno())
+        keep_alive()
         with open(chk, "wb") as out:
             out.write(f"{digest.hexdigest()}  {final_name}\n".encode("ascii"))
             out.flush()
@@ -409,23 +455,27 @@ class TempOutputs:
         return [[str(rel / whole.name), str(rel / final_name)],
                 [str(rel / chk.name), str(rel / (final_name + CHK))]]
 
-    def finish(self, result: SplitResult) -> dict:
+    def finish(self, result: SplitResult, keep_alive: Callable[[], None] | None = None) -> dict:
         """Every output complete and fsynced under its hidden name: the summary the database
-        keeps for publishing (targets, rejects, and the renames in order)."""
+        keeps for publishing (targets, rejects, and the renames in order). ``keep_alive``
+        (renewing the lease; raising to stop) is called all along: copying and fsyncing every
+        output takes a while for a big file."""
+        keep_alive = keep_alive or (lambda: None)
         source = self.file_name.encode("ascii", "replace")
         renames, targets = [], {}
         for target, (count, total) in result.targets.items():
             folder = self.out_dir / target
             renames += self._assemble(folder, self.file_name,
                                       b"H|%s|%s|%d|%d\n" % (source, target.encode(), count, total),
-                                      self.bodies[target], b"T|%d|%d\n" % (count, total))
+                                      self.bodies[target], b"T|%d|%d\n" % (count, total), keep_alive)
             targets[target] = {"count": count, "sum": total, "file": str(Path(target) / self.file_name)}
+            _pause_at("assembling")
         rejected = None
         if self.rejects is not None:
             name = _stem(self.file_name) + ".rej"
             renames += self._assemble(self.out_dir / REJECTED, name,
                                       b"H|%s|%s|%d\n" % (source, REJECTED.encode(), self.reject_count),
-                                      self.rejects, b"T|%d\n" % self.reject_count)
+                                      self.rejects, b"T|%d\n" % self.reject_count, keep_alive)
             rejected = {"count": self.reject_count, "file": str(Path(REJECTED) / name),
                         "reasons": dict(result.reasons)}
         for folder in {self.out_dir / Path(r[0]).parent for r in renames}:
@@ -455,17 +505,25 @@ class Outcome:
                 f"targets, {self.rejects} rejected")
 
 
+COMPANIONS = (CHK, ".reason")   # the files that go with a moved file, named after it
+
+
 def _unique(path: Path) -> Path:
-    if not path.exists():
+    """``path``, or ``<name>.1``, ``<name>.2``...: the first name that neither a file nor any
+    of its companions (a .chk, a .reason left after its file was taken away) holds yet."""
+    def free(candidate: Path) -> bool:
+        return not any(candidate.with_name(candidate.name + c).exists() for c in ("", *COMPANIONS))
+    if free(path):
         return path
     n = 1
-    while path.with_name(f"{path.name}.{n}").exists():
+    while not free(path.with_name(f"{path.name}.{n}")):
         n += 1
     return path.with_name(f"{path.name}.{n}")
 
 
 def move_aside(path: Path, folder: Path) -> Path:
-    """Move ``path`` and its .chk into ``folder`` (never over another file); the new path."""
+    """Move ``path`` and its .chk into ``folder`` (never over another file, nor beside another
+    file's .chk or .reason); the new path."""
     folder.mkdir(parents=True, exist_ok=True)
     target = _unique(folder / path.name)
     os.replace(path, target)
@@ -479,11 +537,15 @@ def move_aside(path: Path, folder: Path) -> Path:
 class Distributor:
     """Distributes CDR files through the splitting -> publishing -> done state machine, with
     the idempotency key (file name + MD5) in the database. One process at a time: the scheduled
-    job and ``bssbus cdr`` hold the job's lease (``keep_alive`` renews it while splitting)."""
+    job and ``bssbus cdr`` hold the job's lease (``keep_alive`` renews it while splitting,
+    assembling and publishing, and raises LeaseLost when another process has it). Each
+    distribution is a run with an id of its own, held in the row: only the run holding the row
+    moves it on, so a run that lost its lease and its row publishes nothing."""
 
     def __init__(self, store: CdrFileStore, router: Callable[[], CdrRouter], owner: str,
                  keep_alive: Callable[[], None] | None = None):
-        self.store, self.router, self.owner, self.keep_alive = store, router, owner, keep_alive
+        self.store, self.router, self.owner = store, router, owner
+        self.keep_alive = keep_alive or (lambda: None)
         self._renames = 0
 
     # -- one file
@@ -494,74 +556,104 @@ class Distributor:
         distribution of the same key is taken over. ``archive``: where the input goes once done."""
         path, out_dir = Path(path), Path(out_dir).resolve()
         name = path.name
-        md5 = md5 or file_md5(path)
+        md5 = md5 or md5_of(path)
+        run = uuid.uuid4().hex[:12]
         row = None
         for seen in self.store.related(name, md5):
-            if (seen["file_name"], seen["md5"]) == (name, md5):
-                if seen["state"] == DONE:
-                    raise Refused(f"{name} (MD5 {md5}) was already distributed on "
-                                  f"{_when(seen['finished_at'])}: {seen['records']} records")
-                row = seen
-            elif seen["md5"] == md5:
-                raise Refused(f"{name} holds the same records as {seen['file_name']} "
-                              f"(MD5 {md5}), distributed on {_when(seen['started_at'])}")
-            else:
-                raise Refused(f"another file named {name} (MD5 {seen['md5']}) was distributed on "
-                              f"{_when(seen['started_at'])}; send a corrected file under a new name")
+            if (seen["file_name"], seen["md5"]) != (name, md5):
+                raise Refused(_conflict(name, md5, seen))
+            if seen["state"] == DONE:
+                raise Refused(f"{name} (MD5 {md5}) was already distributed on "
+                              f"{_when(seen['finished_at'])}: {seen['records']} records")
+            row = seen
         if row is not None and row["state"] == PUBLISHING:
             log.warning("%s: finishing the publishing a previous run left", name)
-            return self._publish(row, json.loads(row["summary"]), "resumed", archive, path)
+            return self._resume_publishing(row, run, archive, path)
         if row is not None:
-            log.warning("%s: splitting again what a previous run left half done", name)
-            self.store.restart(row["id"], self.owner, str(path.resolve()), str(out_dir))
+            log.warning("%s: splitting again what run %s of %s left half done", name, row.get("run_id"), row["owner"])
+            previous = Path(row["out_dir"])
+            if not self.store.take_over(row, self.owner, run, source_path=str(path.resolve()), out_dir=str(out_dir)):
+                raise NotReady(f"{name}: another run took its distribution over meanwhile; left for the next run")
+            if previous != out_dir:    # the previous run's temporary files are where it wrote them
+                TempOutputs(previous, name, md5, run).clear_others()
+            row.update(owner=self.owner, run_id=run, source_path=str(path.resolve()), out_dir=str(out_dir))
             resumed = "resumed"
         else:
-            row = self.store.claim(name, md5, str(path.resolve()), str(out_dir), self.owner)
+            row = self.store.claim(name, md5, str(path.resolve()), str(out_dir), self.owner, run)
             if row is None:
                 raise NotReady(f"{name} is being distributed by another process")
             resumed = "distributed"
-        outputs = TempOutputs(out_dir, name, md5)
-        outputs.clear()
+        outputs = TempOutputs(out_dir, name, md5, run)
+        outputs.clear_others()     # this run holds the row: no other run of the file can publish
+        _pause_at("splitting")
+        lost = LeaseLost(f"{name}: another run took its distribution over (this run's lease ran out); "
+                         "this run stops and publishes nothing")
         try:
             result = split(path, self.router(), outputs.writer, outputs.reject, self.keep_alive)
             if result.md5 != md5:
                 raise NotReady(f"{name} changed while it was read (MD5 {result.md5}, expected {md5}); "
                                "left for the next run")
-            summary = outputs.finish(result)
+            summary = outputs.finish(result, self.keep_alive)
+            _pause_at("assembled")
+        except OSError:
+            outputs.close()
+            outputs.clear()
+            if not self._holds(row, run):   # its temporary files were deleted by the run that took over
+                raise lost from None
+            raise
         except BaseException:
             outputs.close()
             outputs.clear()
             raise
         summary["archive"] = str(archive.resolve()) if archive is not None else None
-        if not self.store.publishing(row["id"], result.records, result.rejects, summary):
+        if not self.store.publishing(row["id"], self.owner, run, result.records, result.rejects, summary):
             outputs.clear()
-            raise LeaseLost(f"{name}: another process took its distribution over; this run stops")
-        row.update(state=PUBLISHING, records=result.records, rejects=result.rejects, out_dir=str(out_dir),
-                   source_path=str(path.resolve()))
-        return self._publish(row, summary, resumed, archive, path)
+            raise lost
+        row.update(state=PUBLISHING, records=result.records, rejects=result.rejects)
+        return self._publish(row, summary, resumed, archive, path, run)
 
-    def _publish(self, row: dict, summary: dict, result: str, archive: Path | None, path: Path | None) -> Outcome:
+    def _holds(self, row: dict, run: str) -> bool:
+        try:
+            return self.store.holds(row["id"], self.owner, run)
+        except Exception:                       # the database is away: say what went wrong first
+            return True
+
+    def _resume_publishing(self, row: dict, run: str, archive: Path | None, path: Path | None) -> Outcome:
+        """Take over a publishing another run left, and finish it."""
+        if not self.store.take_over(row, self.owner, run):
+            raise NotReady(f"{row['file_name']}: another run is finishing its publishing")
+        row.update(owner=self.owner, run_id=run)
+        return self._publish(row, json.loads(row["summary"]), "resumed", archive, path, run)
+
+    def _publish(self, row: dict, summary: dict, result: str, archive: Path | None, path: Path | None,
+                 run: str) -> Outcome:
         """Rename every hidden file still there to its final name (the data file before its .chk);
-        one already gone was renamed by an earlier run. Then archive the input, then done."""
+        one already gone was renamed by an earlier run of the row (the runs that hold a row in
+        publishing only ever rename its files). Then archive the input, then done."""
         out_dir = Path(row["out_dir"])
         pause = int(os.environ.get(PAUSE_ENV) or 0)
         folders = set()
         for temp, final in summary["renames"]:
             temp_path = out_dir / temp
             if temp_path.exists():
-                os.replace(temp_path, out_dir / final)
+                try:
+                    os.replace(temp_path, out_dir / final)
+                except FileNotFoundError:   # renamed meanwhile by a run that took the publishing over
+                    continue
                 folders.add(temp_path.parent)
                 self._renames += 1
                 if pause and self._renames >= pause:
                     print(f"paused after {self._renames} renames", flush=True)
                     time.sleep(3600)
+                self.keep_alive()
         for folder in folders:
             _fsync_dir(folder)
         archive = Path(summary["archive"]) if summary.get("archive") else archive
         source = Path(row["source_path"])
         if archive is not None and source.exists():
             move_aside(source, archive)
-        self.store.done(row["id"])
+        if not self.store.done(row["id"], self.owner, run):
+            raise LeaseLost(f"{row['file_name']}: another run took its publishing over; this run stops")
         return Outcome(file=row["file_name"], result=result, md5=row["md5"], records=row["records"] or 0,
                        rejects=row["rejects"] or 0, targets=summary["targets"], rejected=summary["rejected"])
 
@@ -572,7 +664,10 @@ class Distributor:
         for row in self.store.unfinished():
             if row["state"] == PUBLISHING:
                 log.warning("%s: finishing the publishing a previous run left", row["file_name"])
-                out.append(self._publish(row, json.loads(row["summary"]), "resumed", None, None))
+                try:
+                    out.append(self._resume_publishing(row, uuid.uuid4().hex[:12], None, None))
+                except NotReady as exc:
+                    out.append(Outcome(file=row["file_name"], result="waiting", reason=str(exc)))
         return out
 
     def dry_run(self, path: Path) -> Outcome:
@@ -604,7 +699,7 @@ class Distributor:
             try:
                 try:
                     expected = read_chk(chk)
-                    actual = file_md5(path)
+                    actual = md5_of(path)
                     if actual != expected:
                         raise Refused(f"checksum mismatch: {chk.name} says {expected}, the file's MD5 is {actual}")
                 except Refused as exc:
@@ -630,6 +725,26 @@ class Distributor:
         note.write_text(f"{reason}\n", encoding="utf-8")
         log.warning("%s refused: %s", path.name, reason)
         return Outcome(file=path.name, result="refused", reason=reason)
+
+
+def _conflict(name: str, md5: str, seen: dict) -> str:
+    """Why ``name`` (MD5 ``md5``) is refused because of ``seen``, another file of the same
+    name or the same records: what is true of it (distributed, or interrupted and at which state)."""
+    if seen["state"] == DONE:
+        if seen["md5"] == md5:
+            return (f"{name} holds the same records as {seen['file_name']} (MD5 {md5}), distributed on "
+                    f"{_when(seen['finished_at'])}")
+        return (f"another file named {name} (MD5 {seen['md5']}) was distributed on {_when(seen['finished_at'])}; "
+                "send a corrected file under a new name")
+    other = f"{seen['file_name']} (MD5 {seen['md5']})"
+    where = (f"its distribution (run {seen.get('run_id') or '?'} of {seen['owner']}, started "
+             f"{_when(seen['started_at'])}) was interrupted at state {seen['state']}")
+    resumes = ("its publishing is finished by the next pass" if seen["state"] == PUBLISHING else
+               f"it resumes when that file is back (MD5 {seen['md5']})")
+    if seen["md5"] == md5:
+        return f"{name} holds the same records as {other}: {where}; {resumes}"
+    return (f"another file named {name}, {other}, is not distributed yet: {where}; {resumes}; "
+            "send a corrected file under a new name")
 
 
 def _when(value) -> str:

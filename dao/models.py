@@ -246,6 +246,7 @@ class CdrFile(Base):
     source_path: Mapped[str] = mapped_column(String(1000), nullable=False)
     out_dir: Mapped[str] = mapped_column(String(1000), nullable=False)
     owner: Mapped[str] = mapped_column(String(80), nullable=False)
+    run_id: Mapped[str | None] = mapped_column(String(32))   # the run holding the row (temporary names carry it)
     records: Mapped[int | None] = mapped_column(BigInteger)
     rejects: Mapped[int | None] = mapped_column(BigInteger)
     summary: Mapped[str | None] = mapped_column(Text)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bus.cdr import CALL_TYPES, REJECTED, CdrJob, CdrRouter, Refused, file_md5, read_chk
+from bus.bankfile import md5_of
+from bus.cdr import CALL_TYPES, PAUSE_AT_ENV, REJECTED, RESUME_ENV, CdrJob, CdrRouter, Refused, read_chk
 from bus.segments import SegmentTable
 from config.settings import ConfigError, load_settings
 from dao.cdr import DONE, PUBLISHING, SPLITTING, CdrFileStore
@@ -117,7 +118,7 @@ def test_records_go_to_the_billing_of_their_province_and_phase(env, tmp_path, ta
     assert (outcome.records, outcome.rejects) == (6, 0) and outcome.rejected is None
     assert outcome.targets["BILLING-51"] == {"count": 3, "sum": 60, "file": "BILLING-51/HQ0001.cdr"}
     (row,) = CdrFileStore(engine).all()
-    assert (row["file_name"], row["md5"], row["state"], row["records"]) == ("HQ0001.cdr", file_md5(path), DONE, 6)
+    assert (row["file_name"], row["md5"], row["state"], row["records"]) == ("HQ0001.cdr", md5_of(path), DONE, 6)
 
 
 def test_a_generated_file_lands_every_record_in_its_target(env, tmp_path, table):
@@ -287,7 +288,7 @@ def test_a_file_is_taken_only_with_a_matching_chk(env, tmp_path, table):
     assert not (tmp_path / "out").exists(), "nothing written for a file not taken"
     assert bad.exists() and (inbound / "NOCHK.cdr").exists() and CdrFileStore(engine).all() == []
     # the .chk comes right: taken on the next pass
-    (inbound / "BADCHK.cdr.chk").write_text(file_md5(bad) + "  BADCHK.cdr\n")
+    (inbound / "BADCHK.cdr.chk").write_text(md5_of(bad) + "  BADCHK.cdr\n")
     assert [(o.file, o.result) for o in job.scan()] == [("BADCHK.cdr", "distributed")]
     # a mismatch older than the grace is refused, never distributed
     late = write_cdr(inbound, "LATE.cdr", [f"{good}|20240317103012|1|01|10"])
@@ -444,11 +445,12 @@ def test_the_scan_finishes_a_publishing_left_by_a_crash_and_archives_the_input(e
     settings, engine, job = env
     info = make_cdr_file(tmp_path / "in", 500, table=table, unknown=1, seed=6, name="HQ0009.cdr")
     path, store = Path(info["file"]), CdrFileStore(engine)
-    row = store.claim(path.name, info["md5"], str(path), str(tmp_path / "out"), "crashed")
-    outputs = TempOutputs(tmp_path / "out", path.name, info["md5"])
+    run = "0123456789ab"
+    row = store.claim(path.name, info["md5"], str(path), str(tmp_path / "out"), "crashed", run)
+    outputs = TempOutputs(tmp_path / "out", path.name, info["md5"], run)
     summary = outputs.finish(split(path, job.router(), outputs.writer, outputs.reject))
     summary["archive"] = str(tmp_path / "in/archive")
-    assert store.publishing(row["id"], 500, 1, summary)
+    assert store.publishing(row["id"], "crashed", run, 500, 1, summary)
     assert visible(tmp_path / "out") == [] and len(hidden(tmp_path / "out")) == 2 * 28
     (outcome,) = job.scan()
     assert (outcome.file, outcome.result, outcome.records) == ("HQ0009.cdr", "resumed", 500)
@@ -467,3 +469,129 @@ def test_a_line_of_megabytes_is_cut_not_held_and_the_next_lines_still_count(env,
     rejected = (tmp_path / "out/REJECTED/BIG.rej").read_text().split("\n")
     assert rejected[1].startswith("2|line longer than 1024 bytes|7777") and len(rejected[1]) < 1100
     assert read_output(tmp_path / "out/BILLING-51/BIG.cdr")[0] == [good, good, good], "a CR before LF is a CRLF"
+
+
+# -- two runs of one file: a run that lost its lease or its row publishes nothing ----------------
+def paused(proc, point: str) -> None:
+    line = proc.stdout.readline()
+    assert line.startswith(f"paused at {point}"), (line, proc.poll() is not None and proc.communicate())
+
+
+def test_a_run_whose_row_was_taken_over_publishes_nothing_and_no_record_is_lost(tmp_path, db_url, table):
+    """A assembles every output, then stalls past its lease; B takes the row over (and clears
+    the temporary files it finds) before A's publishing commit. A must stop without publishing
+    and without marking the file done; B publishes every record."""
+    info = make_cdr_file(tmp_path / "in", 3000, table=table, unknown=2, seed=12)
+    out, config = tmp_path / "out", short_lease_config(tmp_path)
+    args = ("cdr", info["file"], "--out", str(out), "--db-url", db_url, "--config", config)
+    go_a, go_b = tmp_path / "go-a", tmp_path / "go-b"
+    a = bssbus(*args, env={PAUSE_AT_ENV: "assembled", RESUME_ENV: str(go_a)})
+    paused(a, "assembled")
+    assert visible(out) == [] and len(hidden(out)) == 2 * 28, "A's outputs complete, hidden"
+    time.sleep(1.2)   # A's lease runs out
+    b = bssbus(*args, "--json", env={PAUSE_AT_ENV: "splitting", RESUME_ENV: str(go_b)})
+    paused(b, "splitting")   # B holds the lease and the row; A wakes up now
+    go_a.touch()
+    a_out, a_err = a.communicate(timeout=60)
+    go_b.touch()
+    b_out, b_err = b.communicate(timeout=60)
+    assert a.returncode == 2 and "took its distribution over" in a_err, (a_out, a_err)
+    assert len(a_err.strip().splitlines()) == 1
+    assert b.returncode == 0 and '"result": "resumed"' in b_out, b_err
+    engine = open_database(db_url)
+    try:
+        (row,) = CdrFileStore(engine).all()
+        assert (row["state"], row["records"], row["rejects"]) == (DONE, 3000, 2)
+    finally:
+        engine.dispose()
+    assert hidden(out) == [] and len(visible(out)) == 2 * 28
+    assert sum(read_output(p)[2] for p in out.glob("*/*.cdr")) == 3000 - 2, "every record published"
+
+
+def test_a_run_whose_lease_is_taken_while_assembling_stops_there(tmp_path, db_url, table):
+    """Assembling (a copy and an fsync of every output) renews the lease; when another process
+    has it, the run stops, removes its own temporary files and leaves the row for a later run."""
+    from datetime import timedelta
+    info = make_cdr_file(tmp_path / "in", 3000, table=table, unknown=2, seed=13)
+    out, config = tmp_path / "out", short_lease_config(tmp_path)
+    args = ("cdr", info["file"], "--out", str(out), "--db-url", db_url, "--config", config)
+    go = tmp_path / "go"
+    a = bssbus(*args, env={PAUSE_AT_ENV: "assembling", RESUME_ENV: str(go)})
+    paused(a, "assembling")
+    time.sleep(1.2)   # A's lease runs out; another process takes it
+    engine = open_database(db_url)
+    try:
+        leases = LeaseStore(engine)
+        assert leases.acquire("cdr", "another-process", timedelta(minutes=5))
+        go.touch()
+        a_out, a_err = a.communicate(timeout=60)
+        assert a.returncode == 2 and "lease" in a_err, (a_out, a_err)
+        assert visible(out) == [] and hidden(out) == [], "nothing published, its temporary files removed"
+        assert [r["state"] for r in CdrFileStore(engine).all()] == [SPLITTING]
+        leases.release("cdr", "another-process")
+        rerun = bssbus(*args)
+        stdout, stderr = rerun.communicate(timeout=60)
+        assert rerun.returncode == 0 and "resumed" in stdout, stderr
+        assert [r["state"] for r in CdrFileStore(engine).all()] == [DONE]
+        assert sum(read_output(p)[2] for p in out.glob("*/*.cdr")) == 3000 - 2
+    finally:
+        engine.dispose()
+
+
+def test_a_replaced_file_beside_an_interrupted_split_is_refused_with_the_true_reason(env, tmp_path, table, db_url):
+    """A run killed while splitting leaves its row in ``splitting``; a file of the same name but
+    other records is refused saying so (not "was distributed"), and the original file, once
+    back, resumes."""
+    settings, engine, job = env
+    info = make_cdr_file(tmp_path / "in", 500, table=table, seed=14, name="HQ0042.cdr")
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    shutil.copy(info["file"], keep)
+    shutil.copy(info["file"] + ".chk", keep)
+    args = ("cdr", info["file"], "--out", str(tmp_path / "out"), "--db-url", db_url,
+            "--config", short_lease_config(tmp_path))
+    a = bssbus(*args, env={PAUSE_AT_ENV: "splitting", RESUME_ENV: str(tmp_path / "never")})
+    paused(a, "splitting")
+    a.send_signal(signal.SIGKILL)
+    a.wait(10)
+    time.sleep(1.2)   # the dead run's lease runs out
+    write_cdr(tmp_path / "in", "HQ0042.cdr", [f"{number_of(table, '51')}|20240315103012|1|01|10"])
+    (refused,) = job.scan()
+    assert refused.result == "refused", refused
+    assert "was distributed" not in refused.reason and "interrupted" in refused.reason, refused.reason
+    assert "splitting" in refused.reason and "HQ0042.cdr" in refused.reason and info["md5"] in refused.reason
+    assert "when that file is back" in refused.reason and "new name" in refused.reason
+    assert "interrupted" in (tmp_path / "in/refused/HQ0042.cdr.reason").read_text()
+    shutil.copy(keep / "HQ0042.cdr", tmp_path / "in")
+    shutil.copy(keep / "HQ0042.cdr.chk", tmp_path / "in")
+    (resumed,) = job.scan()
+    assert (resumed.result, resumed.records) == ("resumed", 500)
+    assert [r["state"] for r in CdrFileStore(engine).all()] == [DONE]
+    assert job.scan() == []
+
+
+def test_refusals_of_one_name_never_overwrite_each_other(env, tmp_path, table):
+    """Refused twice within a second: both kept, with their own .chk and .reason; and a
+    .reason left after its file was taken away is not overwritten either."""
+    settings, engine, job = env
+    inbound, old = tmp_path / "in", time.time() - 600
+    contents = []
+    for n in range(3):
+        path = write_cdr(inbound, "LATE.cdr", [f"{number_of(table, '51')}|2024031510301{n}|1|01|10"])
+        (inbound / "LATE.cdr.chk").write_text(f"not a checksum {n}\n")
+        os.utime(path, (old, old))
+        os.utime(inbound / "LATE.cdr.chk", (old, old))
+        contents.append(path.read_bytes())
+        (outcome,) = job.scan()
+        assert outcome.result == "refused"
+        if n == 1:   # someone takes the refused files away to look at them; their .reason stays
+            for name in ("LATE.cdr", "LATE.cdr.1"):
+                (inbound / "refused" / name).unlink()
+    refused = inbound / "refused"
+    assert sorted(p.name for p in refused.iterdir()) == [
+        "LATE.cdr.1.chk", "LATE.cdr.1.reason", "LATE.cdr.2", "LATE.cdr.2.chk", "LATE.cdr.2.reason",
+        "LATE.cdr.chk", "LATE.cdr.reason"]
+    assert (refused / "LATE.cdr.2").read_bytes() == contents[2]
+    assert [(refused / f"LATE.cdr{s}.chk").read_text() for s in ("", ".1", ".2")] == [
+        f"not a checksum {n}\n" for n in range(3)]
+    assert all("does not hold an MD5" in (refused / f"LATE.cdr{s}.reason").read_text() for s in ("", ".1", ".2"))
