@@ -117,10 +117,6 @@ class LeaseLost(CdrError):
 
 
 # -- reading ----------------------------------------------------------------------------------
-#: The hex MD5 of a file, read in blocks: the bank files' function (bus/cli.py imports this name).
-file_md5 = md5_of
-
-
 def read_chk(path: Path) -> str:
     """The MD5 a ``.chk`` file holds (its first word), lower case; Refused if it holds none."""
     try:

@@ -708,7 +708,8 @@ def cmd_cdr(args) -> int:
     import socket
     from pathlib import Path
 
-    from bus.cdr import CHK, SUFFIX, CdrError, CdrJob, file_md5, read_chk
+    from bus.bankfile import md5_of
+    from bus.cdr import CHK, SUFFIX, CdrError, CdrJob, read_chk
     from dao.db import open_database
     from dao.leases import LeaseStore
 
@@ -732,7 +733,7 @@ def cmd_cdr(args) -> int:
             chk, md5 = path.with_name(path.name + CHK), None
             if chk.exists():
                 md5 = read_chk(chk)
-                actual = file_md5(path)
+                actual = md5_of(path)
                 if actual != md5:
                     raise CliError(f"checksum mismatch: {chk.name} says {md5}, the file's MD5 is {actual}")
             if not job.acquire():

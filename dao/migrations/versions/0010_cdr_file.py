@@ -25,6 +25,7 @@ def upgrade():
         sa.Column("source_path", sa.String(1000), nullable=False),
         sa.Column("out_dir", sa.String(1000), nullable=False),
         sa.Column("owner", sa.String(80), nullable=False),
+        sa.Column("run_id", sa.String(32)),   # the run that holds the row (its temporary names carry it)
         sa.Column("records", sa.BigInteger),
         sa.Column("rejects", sa.BigInteger),
         sa.Column("summary", sa.Text),
