@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import requests
+import urllib3
 import zeep
 from lxml import etree
 from requests.adapters import HTTPAdapter
@@ -41,6 +42,23 @@ from services.models import CONTRACTS
 from services.models.common import WSDL_DIR
 
 POOL_SIZE = 64
+_HEAD_NS = "http://ws.chinaunicom.cn/unibssHead"
+#: How a forwarded request's answer is parsed: no entities, no network, no DTD, no huge tree.
+_ANSWER_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+                                 remove_blank_text=False)
+
+
+class Passthrough:
+    """A request the inbound fast path read and validated with lxml (services/app.py): a
+    canonical peer gets it as it came, with the bus's few changes, instead of being rebuilt by
+    zeep; its answer comes back the same way. ``schema`` is the contract's, compiled once per
+    process, to check the answer with."""
+
+    __slots__ = ("envelope", "schema")
+
+    def __init__(self, envelope: etree._Element, schema: etree.XMLSchema):
+        self.envelope = envelope
+        self.schema = schema
 
 
 class _RawCapture(Plugin):
@@ -114,6 +132,9 @@ class Adapter:
 
     kind: str = ""
     services: tuple[str, ...] = ()
+    #: The peer speaks the canonical contract with no mapping: a request read by the inbound
+    #: fast path is forwarded as it came (see :meth:`forward`). An adapter that maps sets False.
+    canonical: bool = True
 
     def __init__(self, peer: PeerConfig):
         self.peer = peer
@@ -130,6 +151,7 @@ class Adapter:
         self._proxies: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
         self.breakers = CircuitBreakers()   # the AdapterRegistry shares one set between adapters
+        self.pool = urllib3.PoolManager(num_pools=64, maxsize=POOL_SIZE, retries=False, block=False)
 
     # -- zeep plumbing: built once, then shared by every thread --------------------------
     def client(self, service: str) -> zeep.Client:
@@ -222,9 +244,13 @@ class Adapter:
         self.capture.reset()
         self.credentials.use(decision.province)
         started = time.perf_counter()
+        forwarded = None
         try:
             try:
-                head, body = self.exchange(self.proxy(message.service, url), message, decision)
+                if self.forwards(message):
+                    head, body, forwarded = self.forward(message, decision, url)
+                else:
+                    head, body = self.exchange(self.proxy(message.service, url), message, decision)
             except zeep.exceptions.Fault as exc:
                 if refusal := refused_credentials(exc):
                     raise self.credentials_refused(message, decision, refusal) from None
@@ -247,8 +273,79 @@ class Adapter:
             raise
         elapsed = (time.perf_counter() - started) * 1000
         sent, received = self.capture.take()
-        return Reply(head=head, body=body, peer=name, raw_request=sent, raw_response=received,
-                     elapsed_ms=elapsed)
+        reply = Reply(head=head, body=body, peer=name, raw_request=sent, raw_response=received, elapsed_ms=elapsed)
+        if forwarded is not None:
+            reply.extra["answer"] = forwarded   # the caller's answer, ready to send
+        return reply
+
+    # -- the fast path: forward what the inbound side read, as it came ---------------------
+    def forwards(self, message: Message) -> bool:
+        """Whether ``message`` goes to this peer as it came (no zeep): a canonical peer, a
+        request the inbound fast path read, and no credentials to add (those go through zeep's
+        WS-Security plugin)."""
+        return self.canonical and message.passthrough is not None and self.peer.auth is None
+
+    def forward(self, message: Message, decision, url: str) -> tuple[dict, dict | None, bytes]:
+        """POST the caller's envelope to the peer (its SOAP Header dropped: the caller's
+        credentials are not the peer's; MSG_RECEIVER set), read the answer with lxml, check it
+        against the contract, and apply :meth:`map_reply`'s changes in place. Returns the
+        answer's (head, body) as the typed path gives them, and the answer's bytes for the
+        caller. Failures are raised as zeep's and requests' (round_trip maps them)."""
+        from services.models.common import from_xml   # (services.models imports the adapters' kin)
+        contracts = CONTRACTS
+        envelope = message.passthrough.envelope
+        for child in list(envelope):
+            if isinstance(child.tag, str) and etree.QName(child).localname == "Header":
+                envelope.remove(child)
+        op = contracts[message.service].operations[message.operation]
+        wrapper = _body_child(envelope)
+        _set_head(wrapper.find(f"{{{_HEAD_NS}}}UNI_BSS_HEAD"), "MSG_RECEIVER", decision.peer_name)
+        data = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+        self.capture.local.sent = data
+        debug = WIRE_LOG.isEnabledFor(logging.DEBUG)
+        if debug:
+            WIRE_LOG.debug("HTTP Post to %s (forwarded):\n%s", url, _text(data))
+        try:
+            response = self.pool.request(
+                "POST", url, body=data, preload_content=False, redirect=False,
+                headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{message.operation}"',
+                         "Accept-Encoding": "identity"},
+                timeout=urllib3.Timeout(connect=self.peer.timeout, read=self.peer.timeout))
+            try:
+                answer = _read_capped(response, self.peer.max_answer_bytes, self.peer.timeout)
+            finally:
+                response.release_conn()
+        except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ProtocolError,
+                urllib3.exceptions.MaxRetryError, ConnectionError) as exc:   # (NewConnectionError is a
+            raise requests.ConnectionError(str(exc)) from None                  # ConnectTimeoutError too)
+        except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ConnectTimeoutError) as exc:
+            raise requests.Timeout(str(exc)) from None
+        self.capture.local.received = answer
+        if debug:
+            WIRE_LOG.debug("HTTP Response from %s (status: %d):\n%s", url, response.status, _text(answer))
+        try:
+            root = etree.fromstring(answer, _ANSWER_PARSER)
+        except etree.XMLSyntaxError as exc:
+            raise zeep.exceptions.TransportError(f"HTTP {response.status}: not XML ({exc})",
+                                                 status_code=response.status) from None
+        result = _body_child(root)
+        if etree.QName(result).localname == "Fault":
+            code = result.findtext("faultcode") or ""
+            raise zeep.exceptions.Fault(result.findtext("faultstring") or "", code=code)
+        if response.status != 200 or result.tag != f"{{{contracts[message.service].namespace}}}{op.name}Response":
+            raise zeep.exceptions.TransportError(f"HTTP {response.status}: the answer is not a "
+                                                 f"{op.name}Response", status_code=response.status)
+        try:
+            message.passthrough.schema.assertValid(result)
+        except etree.DocumentInvalid as exc:
+            raise zeep.exceptions.ValidationError(f"the answer breaks the contract: {exc}") from None
+        data = from_xml(contracts[message.service], op, result, response=True, typed=True)
+        head, body = self.map_reply(message, decision, data.get("UNI_BSS_HEAD"), data.get("UNI_BSS_BODY"))
+        result_head = result[0].find(f"{{{_HEAD_NS}}}UNI_BSS_HEAD")
+        for field in ("MSG_SENDER", "TRANS_IDO", "ACTION_CODE"):   # what map_reply changed, in the bytes too
+            if head.get(field) is not None:
+                _set_head(result_head, field, head[field])
+        return head, body, etree.tostring(root, xml_declaration=True, encoding="utf-8")
 
     def credentials_refused(self, message: Message, decision, refusal: str) -> PeerFault:
         """The Server fault for a peer that refused the bus's credentials (or their absence):
@@ -259,6 +356,50 @@ class Adapter:
                           f"({refusal}): {what}.", message.trans_ido, peer=name)
         fault.credentials_refused = True
         return fault
+
+
+def _body_child(envelope: etree._Element) -> etree._Element:
+    """The first element in an envelope's Body (any SOAP version)."""
+    for child in envelope:
+        if isinstance(child.tag, str) and etree.QName(child).localname == "Body":
+            for inner in child:
+                if isinstance(inner.tag, str):
+                    return inner
+    raise zeep.exceptions.TransportError("the answer is not a SOAP envelope with a Body")
+
+
+#: UNI_BSS_HEAD's fields in contract order (where a field the bus sets goes).
+_HEAD_ORDER = ("ORIG_DOMAIN", "SERVICE_NAME", "OPERATE_NAME", "ACTION_CODE", "ROUTING", "PROC_ID", "TRANS_IDO",
+               "TRANS_IDH", "PROCESS_TIME", "COM_BUS_INFO", "MSG_SENDER", "MSG_RECEIVER", "TEST_FLAG", "RESPONSE")
+
+
+def _set_head(head: etree._Element, name: str, value: str) -> None:
+    """Set UNI_BSS_HEAD's field ``name`` to ``value``, inserting it in contract order."""
+    tag = f"{{{_HEAD_NS}}}{name}"
+    found = head.find(tag)
+    if found is None:
+        later = _HEAD_ORDER[_HEAD_ORDER.index(name) + 1:]
+        found = etree.Element(tag)
+        following = next((c for c in head if isinstance(c.tag, str) and etree.QName(c).localname in later), None)
+        if following is None:
+            head.append(found)
+        else:
+            following.addprevious(found)
+    found.text = value
+
+
+def _read_capped(response, limit: int, timeout: float) -> bytes:
+    """The answer's body, refused past ``limit`` bytes or when it trickles in for longer than
+    ``timeout`` in all."""
+    started, size, chunks = time.monotonic(), 0, []
+    for chunk in response.stream(1 << 16, decode_content=False):
+        size += len(chunk)
+        if size > limit:
+            raise zeep.exceptions.TransportError(f"the answer is longer than {limit} bytes", status_code=response.status)
+        if time.monotonic() - started > timeout:
+            raise requests.Timeout(f"the answer took longer than {timeout:g} s to arrive")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 # -- what one call tells the CircuitBreaker ---------------------------------------------------

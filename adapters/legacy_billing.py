@@ -176,6 +176,7 @@ class GbkTransport(PeerTransport):
 class LegacyBillingAdapter(Adapter):
     kind = "legacy_billing"
     services = ("BankPayment", "AccountSync")
+    canonical = False   # its own contract: every request is mapped
 
     def __init__(self, peer):
         super().__init__(peer)

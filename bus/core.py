@@ -177,6 +177,7 @@ class Bus:
                 raise
             reply = outcome.settle(self, message, decision, timeout)   # money: ask, never guess
         if decision.also:
+            reply.extra.pop("answer", None)   # the first peer's bytes are not the whole answer now
             outcomes = [(decision.peer_name, reply.rsp_code, _rsp_desc(reply))]
             for extra in decision.also:
                 try:

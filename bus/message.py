@@ -28,6 +28,7 @@ class Message:
     accepted: bool = False                            # stored for the Forwarder, not delivered yet
     journal_id: int | None = None                     # its inbound journal row, once written
     consumer: object | None = None                    # who sent it (bus.security.Consumer), if known
+    passthrough: object | None = None                 # adapters.base.Passthrough: read by the fast path
 
     # -- the keys people and the router search by ---------------------------------------
     @property

@@ -20,15 +20,16 @@ from sqlalchemy import text
 
 from bus import privacy
 from bus.core import Bus
-from bus.faults import BusFault, ClientFault, InternalError, UnknownOperation
-from bus.message import Message
+from adapters.base import Passthrough
+from bus.faults import SOAP11, BusFault, ClientFault, InternalError, UnknownOperation
+from bus.message import Message, Reply
 from bus.transport import Origins
 from services.contracts import SHARED, ContractFiles
 from services.mapping import from_dict, to_dict
 from services.models import CONTRACTS
-from services.models.common import UniBssHead
+from services.models.common import UniBssHead, from_xml, to_xml
 from services.inbound import soap_version_hint
-from services.soap import FAULT_KEY, XML_TYPE, SoapEndpoint, read_body, soap_fault
+from services.soap import FAULT_KEY, XML_TYPE, SoapEndpoint, envelope_of, read_body, soap_fault
 
 log = logging.getLogger("bssbus.inbound")
 
@@ -39,13 +40,20 @@ class Metrics:
     def __init__(self):
         self._lock = threading.Lock()
         self.requests: Counter = Counter()
+        self.forwarded = 0   # answers a canonical peer gave, sent back as they came (the fast path)
 
     def count(self, service: str, operation: str | None, outcome: str) -> None:
         with self._lock:
             self.requests[(service, operation or "", outcome)] += 1
 
+    def count_forwarded(self) -> None:
+        with self._lock:
+            self.forwarded += 1
+
     def render(self) -> bytes:
-        lines = ["# HELP bssbus_requests_total SOAP requests by service, operation and outcome.",
+        lines = ["# HELP bssbus_forwarded_total Answers of canonical peers sent back as they came (fast path).",
+                 "# TYPE bssbus_forwarded_total counter", f"bssbus_forwarded_total {self.forwarded}",
+                 "# HELP bssbus_requests_total SOAP requests by service, operation and outcome.",
                  "# TYPE bssbus_requests_total counter"]
         with self._lock:
             items = sorted(self.requests.items())
@@ -71,6 +79,7 @@ class BusApplication:
         self.metrics = Metrics()
         self.origins = Origins.from_settings(bus.settings)   # the client's address and certificate
         limits = bus.settings.limits   # bus.max_* (services/inbound.py Limits)
+        self.fast_path = bool(bus.settings.section("bus").get("fast_path", True))
         self.endpoints = {name: SoapEndpoint(contract, self.files.schemas[name], self._handle, **limits)
                           for name, contract in CONTRACTS.items()}
 
@@ -78,12 +87,10 @@ class BusApplication:
         """Stop the bus behind this app (gunicorn calls it when a worker exits)."""
         self.bus.stop()
 
-    # -- the handler every spyne method calls -------------------------------------------
-    def _handle(self, ctx, contract, operation, head, body):
-        exchange = ctx.transport.req_env["bssbus.exchange"]
-        message = Message(service=contract.name, operation=operation.name,
-                          head=to_dict(head, UniBssHead), body=to_dict(body, operation.request),
-                          raw=exchange.raw, charset=exchange.request.charset)
+    # -- one message, whichever path read it ------------------------------------------
+    def _process(self, message: Message, exchange) -> Reply:
+        """Who sent it, may they, then the bus; a BusFault (with the message's TRANS_IDO) or an
+        InternalError for anything unexpected."""
         exchange.context["message"] = message
         gatekeeper = self.bus.gatekeeper
         try:
@@ -99,17 +106,53 @@ class BusApplication:
                 release()
         except BusFault as fault:
             fault.trans_ido = fault.trans_ido or message.trans_ido
-            exchange.context[FAULT_KEY] = fault
-            raise Fault(fault.code, fault.message) from None
+            raise
         except Exception as exc:
-            log.exception("unexpected failure on %s.%s", contract.name, operation.name)
-            fault = InternalError(f"The bus failed on {contract.name}.{operation.name}; the message is "
-                                  f"journalled as {message.msg_id}.", message.trans_ido)
-            exchange.context[FAULT_KEY] = fault
-            raise Fault(fault.code, fault.message) from exc
+            log.exception("unexpected failure on %s.%s", message.service, message.operation)
+            raise InternalError(f"The bus failed on {message.service}.{message.operation}; the message is "
+                                f"journalled as {message.msg_id}.", message.trans_ido) from exc
         exchange.context["decision"] = decision
         exchange.context["rsp_code"] = reply.rsp_code
+        return reply
+
+    # -- the typed path: spyne objects in, the answer written by spyne ----------------------
+    def _handle(self, ctx, contract, operation, head, body):
+        """What every spyne method calls (SOAP 1.2, or with ``bus.fast_path: false``)."""
+        exchange = ctx.transport.req_env["bssbus.exchange"]
+        message = Message(service=contract.name, operation=operation.name,
+                          head=to_dict(head, UniBssHead), body=to_dict(body, operation.request),
+                          raw=exchange.raw, charset=exchange.request.charset)
+        try:
+            reply = self._process(message, exchange)
+        except BusFault as fault:
+            exchange.context[FAULT_KEY] = fault
+            raise Fault(fault.code, fault.message) from None
         return from_dict({"UNI_BSS_HEAD": reply.head, "UNI_BSS_BODY": reply.body}, operation.result)
+
+    # -- the fast path: lxml in; a canonical peer's answer out as it came --------------------
+    def _fast(self, endpoint: SoapEndpoint, exchange) -> None:
+        """Answer a read SOAP 1.1 request without spyne: the dicts come from the validated tree
+        (as the typed path gives them), a canonical peer gets the envelope forwarded as it
+        came (adapters.base.Adapter.forward) and its answer goes back as it came; any other
+        answer (accepted, repeated, from a mapping adapter) is written from the reply's dicts."""
+        request, contract = exchange.request, endpoint.contract
+        data = from_xml(contract, request.operation, request.wrapper, typed=True)
+        message = Message(service=contract.name, operation=request.operation, head=data["UNI_BSS_HEAD"],
+                          body=data["UNI_BSS_BODY"], raw=exchange.raw, charset=request.charset,
+                          passthrough=Passthrough(request.envelope, endpoint.schema))
+        try:
+            reply = self._process(message, exchange)
+        except BusFault as fault:
+            endpoint.fault(exchange, fault)
+            return
+        answer = reply.extra.get("answer")
+        if answer is not None:
+            self.metrics.count_forwarded()
+        else:
+            wrapper = to_xml(contract, request.operation, {"UNI_BSS_HEAD": reply.head, "UNI_BSS_BODY": reply.body},
+                             response=True)
+            answer = envelope_of(wrapper)
+        exchange.response, exchange.status = answer, "200 OK"
 
     # -- WSGI -----------------------------------------------------------------------------
     def __call__(self, environ, start_response):
@@ -166,8 +209,13 @@ class BusApplication:
             self.bus.reject(raw, fault, service=name[:40])
             self.metrics.count(name[:40], None, fault.code)
             return self._soap_fault(fault, environ)
-        exchange = endpoint.serve(environ, context={"authorization": environ.get("HTTP_AUTHORIZATION"),
-                                                    "origin": self.origins.of(environ)})
+        exchange = endpoint.read(environ, context={"authorization": environ.get("HTTP_AUTHORIZATION"),
+                                                   "origin": self.origins.of(environ)})
+        if exchange.fault is None:
+            if self.fast_path and exchange.soap_version == SOAP11:
+                self._fast(endpoint, exchange)
+            else:
+                endpoint.dispatch(exchange, environ)
         message = exchange.context.get("message")
         if message is not None:
             self.bus.complete(message, exchange.response, exchange.fault,

@@ -35,6 +35,16 @@ FAULT_KEY = "bssbus.fault"
 _OWN = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
+_SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+
+
+def envelope_of(wrapper: etree._Element) -> bytes:
+    """A SOAP 1.1 envelope around a response wrapper element, as bytes (UTF-8)."""
+    root = etree.Element(f"{{{_SOAP11_NS}}}Envelope", nsmap={"soapenv": _SOAP11_NS})
+    etree.SubElement(root, f"{{{_SOAP11_NS}}}Body").append(wrapper)
+    return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+
+
 def content_type(soap_version: str = SOAP11, charset: str = "utf-8") -> str:
     """The Content-Type of a ``soap_version`` message in ``charset``."""
     return f"{MEDIA_TYPE[soap_version]}; charset={charset}"
@@ -144,6 +154,12 @@ class SoapEndpoint:
         return self.limits.max_body_bytes
 
     def serve(self, environ: dict, context: dict | None = None) -> Exchange:
+        """Read the request and hand it to spyne (:meth:`read`, then :meth:`dispatch`)."""
+        exchange = self.read(environ, context)
+        return exchange if exchange.fault is not None else self.dispatch(exchange, environ)
+
+    def read(self, environ: dict, context: dict | None = None) -> Exchange:
+        """The request read, parsed and validated; a Client fault answered when it is bad."""
         ctype = environ.get("CONTENT_TYPE")
         exchange = Exchange(raw=b"", context=dict(context or {}), soap_version=soap_version_hint(ctype))
         try:
@@ -153,7 +169,11 @@ class SoapEndpoint:
             exchange.request = read_request(self.contract, self.schema, envelope, charset,
                                             exchange.soap_version, actions_of(environ))
         except ClientFault as fault:
-            return self._fault(exchange, fault)
+            return self.fault(exchange, fault)
+        return exchange
+
+    def dispatch(self, exchange: Exchange, environ: dict) -> Exchange:
+        """Run a read request through spyne (its method calls the handler) and keep the answer."""
         inner = {
             "REQUEST_METHOD": "POST", "CONTENT_TYPE": content_type(exchange.soap_version),
             "CONTENT_LENGTH": "0",
@@ -174,18 +194,19 @@ class SoapEndpoint:
                           exchange.soap_version)
             body, status_holder = b"", []
         if FAULT_KEY in exchange.context:
-            return self._fault(exchange, exchange.context[FAULT_KEY])
+            return self.fault(exchange, exchange.context[FAULT_KEY])
         if not status_holder or not status_holder[0].startswith("200"):
             log.error("spyne answered %s for %s.%s: %s", status_holder, self.contract.name,
                       exchange.operation, body[:500])
-            return self._fault(exchange, InternalError(
+            return self.fault(exchange, InternalError(
                 f"The bus could not handle {self.contract.name}.{exchange.operation}; "
                 "the failure is in the bus's log.", None))
         exchange.response, exchange.status = body, "200 OK"
         return exchange
 
     @staticmethod
-    def _fault(exchange: Exchange, fault: BusFault) -> Exchange:
+    def fault(exchange: Exchange, fault: BusFault) -> Exchange:
+        """Answer ``exchange`` with ``fault``, in its SOAP version."""
         exchange.fault = fault
         exchange.response = fault_envelope(fault, exchange.soap_version)
         exchange.status = fault_status(fault, exchange.soap_version)

@@ -404,9 +404,22 @@ def to_xml(contract: Contract, operation, data: dict, *, response: bool = False)
     return root
 
 
-def _read(elem, cls, path):
+@functools.lru_cache(maxsize=None)
+def _by_tag(cls):
+    return {"{%s}%s" % (ns, name): (name, member) for name, ns, member in _members(cls)}
+
+
+def _leaf(member, text, typed):
+    """A simple value: its text, or with ``typed`` as spyne reads it (an integer for xs:long)."""
+    text = text or ""
+    if typed and issubclass(member, Long):
+        return int(text)
+    return text
+
+
+def _read(elem, cls, path, typed=False):
     out = {}
-    by_tag = {"{%s}%s" % (ns, name): (name, member) for name, ns, member in _members(cls)}
+    by_tag = _by_tag(cls)
     for child in elem:
         if not isinstance(child.tag, str):
             continue  # comments, processing instructions
@@ -414,7 +427,8 @@ def _read(elem, cls, path):
             name, member = by_tag[child.tag]
         except KeyError:
             raise ValueError("%s: unexpected element %s" % (path, child.tag)) from None
-        value = _read(child, member, path + "/" + name) if _is_complex(member) else (child.text or "")
+        value = (_read(child, member, path + "/" + name, typed) if _is_complex(member)
+                 else _leaf(member, child.text, typed))
         if member.Attributes.max_occurs > 1:
             out.setdefault(name, []).append(value)
         else:
@@ -422,11 +436,13 @@ def _read(elem, cls, path):
     return out
 
 
-def from_xml(contract: Contract, operation, element, *, response: bool = False) -> dict:
+def from_xml(contract: Contract, operation, element, *, response: bool = False, typed: bool = False) -> dict:
     """The inverse of :func:`to_xml`: a wrapper element to JSON-like data.
 
-    Every simple value comes back as a string (the text in the XML); repeated elements
-    come back as lists. ``element`` is ``<Op>`` or, with ``response=True``, ``<Op>Response``.
+    Every simple value comes back as a string (the text in the XML), or with ``typed`` as
+    spyne reads it (``xs:long`` as an integer: the dicts the bus carries, as
+    services.mapping.to_dict gives them); repeated elements come back as lists.
+    ``element`` is ``<Op>`` or, with ``response=True``, ``<Op>Response``.
     """
     op = _resolve(contract, operation)
     if response:
@@ -436,8 +452,8 @@ def from_xml(contract: Contract, operation, element, *, response: bool = False) 
         result = element.find("{%s}%sResult" % (contract.namespace, op.name))
         if result is None:
             raise ValueError("%s has no %sResult" % (tag, op.name))
-        return _read(result, op.result, "%s.%sResult" % (contract.name, op.name))
+        return _read(result, op.result, "%s.%sResult" % (contract.name, op.name), typed)
     tag = "{%s}%s" % (contract.namespace, op.name)
     if element.tag != tag:
         raise ValueError("expected %s, got %s" % (tag, element.tag))
-    return _read(element, op.request_wrapper, "%s.%s" % (contract.name, op.name))
+    return _read(element, op.request_wrapper, "%s.%s" % (contract.name, op.name), typed)
