@@ -34,6 +34,7 @@ class LoadResult:
     p99_ms: float
     generator_cpu_s: float
     error_kinds: dict
+    p999_ms: float = 0.0
 
     @property
     def rps(self) -> float:
@@ -104,9 +105,10 @@ function done(summary, latency, requests)
   end
   local e = summary.errors
   io.write(string.format('BENCH_JSON {"requests": %%d, "duration_us": %%d, "p50_us": %%.0f, ' ..
-    '"p99_us": %%.0f, "connect": %%d, "read": %%d, "write": %%d, "timeout": %%d, ' ..
+    '"p99_us": %%.0f, "p999_us": %%.0f, "connect": %%d, "read": %%d, "write": %%d, "timeout": %%d, ' ..
     '"bad_status": %%d, "bad_code": %%d}\n', summary.requests, summary.duration,
-    latency:percentile(50), latency:percentile(99), e.connect, e.read, e.write, e.timeout, bs, bc))
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), e.connect, e.read, e.write,
+    e.timeout, bs, bc))
 end
 """
 
@@ -130,7 +132,7 @@ def run_wrk(wrk: str, url: str, body: str, prefix: str, connections: int, durati
     kinds = {k: r[k] for k in ("connect", "read", "write", "timeout", "bad_status", "bad_code") if r[k]}
     return LoadResult(requests=r["requests"], errors=sum(kinds.values()), seconds=r["duration_us"] / 1e6,
                       p50_ms=r["p50_us"] / 1000, p99_ms=r["p99_us"] / 1000, generator_cpu_s=cpu,
-                      error_kinds=kinds)
+                      error_kinds=kinds, p999_ms=r["p999_us"] / 1000)
 
 
 # -- Python fallback --------------------------------------------------------------------------
@@ -195,4 +197,4 @@ def run_python(url: str, body: str, prefix: str, connections: int, duration: flo
         return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000 if latencies else 0.0
 
     return LoadResult(requests=len(latencies), errors=sum(kinds.values()), seconds=duration,
-                      p50_ms=pct(50), p99_ms=pct(99), generator_cpu_s=cpu, error_kinds=kinds)
+                      p50_ms=pct(50), p99_ms=pct(99), generator_cpu_s=cpu, error_kinds=kinds, p999_ms=pct(99.9))

@@ -5,9 +5,11 @@ the sandbox, each with its own SQLite file in a temporary folder), then drives
 ``BankPayment.QueryArrears`` at a fixed concurrency for a fixed time, first straight at the
 sandbox's province billing peer, then through the bus at ``/ws/BankPayment`` on its fast path
 (lxml in, the request forwarded as it came, the answer back as it came), then through a
-second bus with ``bus.fast_path: false`` (spyne in, zeep to the peer, spyne out). It prints
-throughput, latency, errors and the CPU time the servers spent per message (user + system of
-the gunicorn master and its workers, from /proc), and writes the same figures as JSON to
+second bus with ``bus.fast_path: false`` (spyne in, zeep to the peer, spyne out); then the
+same three again with the peer answering after 30 ms and 64 callers. It prints throughput,
+latency (p50, p99, p99.9), errors, the CPU time the servers spent per message (user + system
+of the gunicorn master and its workers, from /proc) and the largest worker's resident memory
+at rest and at its peak, and writes the same figures as JSON to
 ``bench/results/<UTC timestamp>.json``.
 
     .venv/bin/python -m bench.run [--quick] [--duration S] [--connections N] [--generator wrk|python]
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -58,6 +61,18 @@ def query_arrears_envelope(msisdn: str) -> str:
     return etree.tostring(envelope, xml_declaration=True, encoding="utf-8").decode()
 
 
+SLOW_PEER_MS = 30     # a province that answers in 30 ms...
+SLOW_CALLERS = 64     # ...with 64 callers at once
+
+
+def control(sandbox_url: str, spec: dict) -> None:
+    """Make a sandbox peer slow (sandbox/app.py ``POST /control``)."""
+    req = urllib.request.Request(f"{sandbox_url}/control", data=json.dumps(spec).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        resp.read()
+
+
 # -- the servers ------------------------------------------------------------------------------
 class Server:
     """One `bssbus` command under gunicorn, in its own process group."""
@@ -82,6 +97,11 @@ class Server:
         """user + system time of the gunicorn master and every process below it."""
         return sum(_stat(pid)[1] for pid in _tree(self.proc.pid))
 
+    def worker_memory_mb(self, field: str = "VmRSS") -> float:
+        """The largest ``field`` (VmRSS now, VmHWM its peak) among the gunicorn workers, in MB."""
+        workers = _tree(self.proc.pid)[1:] or [self.proc.pid]
+        return round(max(_status_kib(pid, field) for pid in workers) / 1024, 1)
+
     def stop(self) -> None:
         for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
             if self.proc.poll() is not None:
@@ -104,6 +124,14 @@ def _stat(pid: int) -> tuple[int, float]:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK_TCK  # ppid, utime + stime
 
 
+def _status_kib(pid: int, field: str) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith(field + ":")), 0)
+
+
 def _tree(root: int) -> list[int]:
     parents = {int(p): _stat(int(p))[0] for p in os.listdir("/proc") if p.isdigit()}
     found, todo = [root], [root]
@@ -116,19 +144,24 @@ def _tree(root: int) -> list[int]:
 
 
 # -- one scenario ----------------------------------------------------------------------------
-def drive(label: str, url: str, body: str, prefix: str, args, measured: Server, servers: dict) -> dict:
+def drive(label: str, url: str, body: str, prefix: str, args, measured: Server, servers: dict,
+          connections: int | None = None) -> dict:
+    connections = connections or args.connections
+
     def load(seconds: float):
         if args.wrk:
-            return run_wrk(args.wrk, url, body, prefix, args.connections, seconds)
-        return run_python(url, body, prefix, args.connections, seconds)
+            return run_wrk(args.wrk, url, body, prefix, connections, seconds)
+        return run_python(url, body, prefix, connections, seconds)
 
     print(f"  {label}: {url} ({args.warmup:g} s warm-up, {args.duration:g} s measured)", flush=True)
+    rest_mb = measured.worker_memory_mb()
     load(args.warmup)
     before = {name: s.cpu_seconds() for name, s in servers.items()}
     result = load(args.duration)
     cpu = {name: s.cpu_seconds() - before[name] for name, s in servers.items()}
     per_msg = {name: (round(v / result.requests * 1e6, 1) if result.requests else None) for name, v in cpu.items()}
-    return {"target": label, "url": url, **result.as_dict(),
+    return {"target": label, "url": url, **result.as_dict(), "connections": connections,
+            "worker_rss_rest_mb": rest_mb, "worker_rss_peak_mb": measured.worker_memory_mb("VmHWM"),
             "server_cpu_us_per_msg": per_msg[measured.name],
             "cpu_us_per_msg": per_msg,
             "generator_cpu_us_per_msg": round(result.generator_cpu_s / result.requests * 1e6, 1) if result.requests else None}
@@ -162,19 +195,29 @@ def report(data: dict) -> None:
     print(f"\nmachine: {m['nproc']} CPUs, {m['cpu_model']}, Python {m['python']}")
     print(f"load: {s['operation']} ({s['message_bytes']} B), {s['connections']} keep-alive connections, "
           f"{s['duration_s']:g} s per target, generator {s['generator']}\n")
-    print(f"{'target':<18}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-          f"{'server CPU us/msg':>19}{'sandbox CPU us/msg':>20}{'loadgen CPU us/msg':>20}")
-    for r in data["results"]:
-        print(f"{r['target']:<18}{r['rps']:>9.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}"
-              f"{_f(r['server_cpu_us_per_msg'], ',.0f'):>19}{_f(r['cpu_us_per_msg']['sandbox'], ',.0f'):>20}"
-              f"{_f(r['generator_cpu_us_per_msg'], ',.0f'):>20}")
-        if r["error_kinds"]:
-            print(f"{'':<18}errors: {r['error_kinds']}")
+    for title, rows in ((f"peer answers at once, {s['connections']} connections", data["results"]),
+                        (f"peer answers after {SLOW_PEER_MS} ms, {SLOW_CALLERS} connections",
+                         data.get("results_slow_peer", []))):
+        print(f"{title}:")
+        print(f"{'target':<18}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'errors':>8}"
+              f"{'server CPU us/msg':>19}{'sandbox CPU us/msg':>20}{'worker RSS MB':>15}")
+        for r in rows:
+            print(f"{r['target']:<18}{r['rps']:>9.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['p999_ms']:>10.2f}"
+                  f"{r['errors']:>8}{_f(r['server_cpu_us_per_msg'], ',.0f'):>19}"
+                  f"{_f(r['cpu_us_per_msg']['sandbox'], ',.0f'):>20}"
+                  f"{r['worker_rss_rest_mb']:>7} -> {r['worker_rss_peak_mb']}")
+            if r["error_kinds"]:
+                print(f"{'':<18}errors: {r['error_kinds']}")
+        print()
     c = data["comparison"]
     print(f"\nthroughput bus/direct: fast path {_f(c['throughput_ratio'], '.2f')}, typed path "
           f"{_f(c['typed_throughput_ratio'], '.2f')}   bus-added latency p50 (fast): {c['added_p50_ms']:+.2f} ms")
     print(f"bus CPU per message: fast path {_f(c['bus_cpu_us_per_msg'], ',.0f')} us, typed path "
           f"{_f(c['typed_bus_cpu_us_per_msg'], ',.0f')} us")
+    print(f"{SLOW_PEER_MS} ms peer, {SLOW_CALLERS} callers, throughput bus/direct: fast path "
+          f"{_f(c.get('slow_peer_throughput_ratio'), '.2f')}, typed path "
+          f"{_f(c.get('slow_peer_typed_throughput_ratio'), '.2f')} (target: at least 0.60)")
+    print("(worker RSS: the largest gunicorn worker's resident memory at rest -> its peak)")
     print("(server CPU = the gunicorn processes of the target: the sandbox when direct, the bus through it)")
 
 
@@ -227,17 +270,27 @@ def main(argv=None) -> int:
             typed.wait_ready()
             print(f"sandbox at {sandbox.url}, bus (fast path) at {bus.url}, bus (typed path) at {typed.url}; "
                   f"QueryArrears for {msisdn}", flush=True)
-            results = [
-                drive("direct sandbox", f"{sandbox.url}/peers/province_billing/{PROVINCE}/BankPayment",
-                      body, "BENCHDIR", args, sandbox, servers),
-                drive("bus, fast path", f"{bus.url}/ws/BankPayment", body, "BENCHBUS", args, bus, servers),
-                drive("bus, typed path", f"{typed.url}/ws/BankPayment", body, "BENCHTYP", args, typed, servers),
-            ]
+            def one_round(tag: str, connections: int) -> list[dict]:
+                return [
+                    drive("direct sandbox", f"{sandbox.url}/peers/province_billing/{PROVINCE}/BankPayment",
+                          body, f"BD{tag}", args, sandbox, servers, connections),
+                    drive("bus, fast path", f"{bus.url}/ws/BankPayment", body, f"BF{tag}", args, bus, servers,
+                          connections),
+                    drive("bus, typed path", f"{typed.url}/ws/BankPayment", body, f"BT{tag}", args, typed, servers,
+                          connections),
+                ]
+            results = one_round("00", args.connections)
+            # a province that answers in 30 ms: does the bus keep up with 64 callers?
+            control(sandbox.url, {"peer": f"BILLING-{PROVINCE}", "delay_ms": SLOW_PEER_MS})
+            print(f"the sandbox's BILLING-{PROVINCE} now answers after {SLOW_PEER_MS} ms; "
+                  f"{SLOW_CALLERS} connections", flush=True)
+            slow_results = one_round("30", SLOW_CALLERS)
         finally:
             for server in reversed(list(servers.values())):
                 server.stop()
 
     direct, through, typed_path = results
+    slow_direct, slow_fast, slow_typed = slow_results
     data = {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": info,
@@ -246,12 +299,16 @@ def main(argv=None) -> int:
                      "connections": args.connections, "duration_s": args.duration, "warmup_s": args.warmup,
                      "generator": "wrk" if args.wrk else "python"},
         "results": results,
+        "results_slow_peer": slow_results,
         "comparison": {
             "throughput_ratio": round(through["rps"] / direct["rps"], 3) if direct["rps"] else None,
             "typed_throughput_ratio": round(typed_path["rps"] / direct["rps"], 3) if direct["rps"] else None,
             "added_p50_ms": round(through["p50_ms"] - direct["p50_ms"], 3),
             "bus_cpu_us_per_msg": through["cpu_us_per_msg"]["bus"],
             "typed_bus_cpu_us_per_msg": typed_path["cpu_us_per_msg"]["bus-typed"],
+            "slow_peer_throughput_ratio": round(slow_fast["rps"] / slow_direct["rps"], 3) if slow_direct["rps"] else None,
+            "slow_peer_typed_throughput_ratio": (round(slow_typed["rps"] / slow_direct["rps"], 3)
+                                                 if slow_direct["rps"] else None),
         },
     }
     report(data)
@@ -259,7 +316,7 @@ def main(argv=None) -> int:
     out = RESULTS / (datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ".json")
     out.write_text(json.dumps(data, indent=2) + "\n")
     print(f"\nwritten to {out.relative_to(ROOT)}")
-    return 1 if any(r["errors"] or not r["requests"] for r in results) else 0
+    return 1 if any(r["errors"] or not r["requests"] for r in results + slow_results) else 0
 
 
 if __name__ == "__main__":
