@@ -55,15 +55,21 @@ def _children_cpu() -> float:
 
 
 # -- wrk --------------------------------------------------------------------------------------
-def ensure_wrk() -> str | None:
-    """Path of ``wrk``; installs the Debian package when missing and running as root."""
-    path = shutil.which("wrk")
+def ensure_tool(command: str, package: str) -> str | None:
+    """Path of ``command``; installs its Debian ``package`` when missing and running as root."""
+    path = shutil.which(command)
     if path or os.geteuid() != 0 or not shutil.which("apt-get"):
         return path
-    print("wrk is missing: apt-get install -y wrk ...", flush=True)
-    done = subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, timeout=180, check=False)
-    return shutil.which("wrk") if done.returncode == 0 else None
+    print(f"{command} is missing: apt-get install -y {package} ...", flush=True)
+    done = subprocess.run(["apt-get", "install", "-y", "-q", package], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, timeout=300, check=False,
+                          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return shutil.which(command) if done.returncode == 0 else None
+
+
+def ensure_wrk() -> str | None:
+    """Path of ``wrk`` (installed with apt-get when missing and running as root)."""
+    return ensure_tool("wrk", "wrk")
 
 
 _LUA = r"""

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from bench.loadgen import PLACEHOLDER, ensure_wrk, run_python, run_wrk
+from bench.loadgen import PLACEHOLDER, ensure_tool, ensure_wrk, run_python, run_wrk
 from bus.cli import CliError, wait_http
 from bus.server import free_port
 from sandbox.store import seed_users
@@ -113,6 +113,42 @@ class Server:
                 return
             except subprocess.TimeoutExpired:
                 continue
+
+
+class Nginx(Server):
+    """Debian's nginx as a plain keep-alive reverse proxy to ``upstream``: the floor a proxy in C
+    costs on this machine (``worker_processes`` 2, like the bus's workers)."""
+
+    CONFIG = """worker_processes 2;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/nginx-body;
+  proxy_temp_path {work}/nginx-proxy;
+  fastcgi_temp_path {work}/nginx-fastcgi;
+  uwsgi_temp_path {work}/nginx-uwsgi;
+  scgi_temp_path {work}/nginx-scgi;
+  upstream peer {{ server {upstream}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ proxy_pass http://peer; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  }}
+}}
+"""
+
+    def __init__(self, nginx: str, upstream: str, port: int, workdir: Path):
+        self.name, self.port = "nginx", port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = workdir / "nginx.log"
+        config = workdir / "nginx.conf"
+        config.write_text(self.CONFIG.format(work=workdir, upstream=upstream.split("//", 1)[1], port=port),
+                          encoding="utf-8")
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen([nginx, "-c", str(config), "-p", str(workdir)], stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _stat(pid: int) -> tuple[int, float]:
@@ -213,7 +249,8 @@ def report(data: dict) -> None:
     print(f"\nthroughput bus/direct: fast path {_f(c['throughput_ratio'], '.2f')}, typed path "
           f"{_f(c['typed_throughput_ratio'], '.2f')}   bus-added latency p50 (fast): {c['added_p50_ms']:+.2f} ms")
     print(f"bus CPU per message: fast path {_f(c['bus_cpu_us_per_msg'], ',.0f')} us, typed path "
-          f"{_f(c['typed_bus_cpu_us_per_msg'], ',.0f')} us")
+          f"{_f(c['typed_bus_cpu_us_per_msg'], ',.0f')} us; nginx as a plain proxy (the floor) "
+          f"{_f(c.get('nginx_cpu_us_per_msg'), ',.0f')} us")
     print(f"{SLOW_PEER_MS} ms peer, {SLOW_CALLERS} callers, throughput bus/direct: fast path "
           f"{_f(c.get('slow_peer_throughput_ratio'), '.2f')}, typed path "
           f"{_f(c.get('slow_peer_typed_throughput_ratio'), '.2f')} (target: at least 0.60)")
@@ -270,8 +307,17 @@ def main(argv=None) -> int:
             typed.wait_ready()
             print(f"sandbox at {sandbox.url}, bus (fast path) at {bus.url}, bus (typed path) at {typed.url}; "
                   f"QueryArrears for {msisdn}", flush=True)
+            nginx_path = ensure_tool("nginx", "nginx-light")
+            if nginx_path:
+                proxy = servers["nginx"] = Nginx(nginx_path, sandbox.url, free_port(), tmp)
+                proxy.wait_ready()
+            else:
+                print("nginx is not installed (apt-get install nginx-light): its row is left out", flush=True)
+
             def one_round(tag: str, connections: int) -> list[dict]:
-                return [
+                floor = [drive("nginx proxy", f"{servers['nginx'].url}/peers/province_billing/{PROVINCE}/BankPayment",
+                               body, f"BN{tag}", args, servers["nginx"], servers, connections)] if nginx_path else []
+                return floor + [
                     drive("direct sandbox", f"{sandbox.url}/peers/province_billing/{PROVINCE}/BankPayment",
                           body, f"BD{tag}", args, sandbox, servers, connections),
                     drive("bus, fast path", f"{bus.url}/ws/BankPayment", body, f"BF{tag}", args, bus, servers,
@@ -289,8 +335,8 @@ def main(argv=None) -> int:
             for server in reversed(list(servers.values())):
                 server.stop()
 
-    direct, through, typed_path = results
-    slow_direct, slow_fast, slow_typed = slow_results
+    direct, through, typed_path = results[-3:]
+    slow_direct, slow_fast, slow_typed = slow_results[-3:]
     data = {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": info,
@@ -306,6 +352,7 @@ def main(argv=None) -> int:
             "added_p50_ms": round(through["p50_ms"] - direct["p50_ms"], 3),
             "bus_cpu_us_per_msg": through["cpu_us_per_msg"]["bus"],
             "typed_bus_cpu_us_per_msg": typed_path["cpu_us_per_msg"]["bus-typed"],
+            "nginx_cpu_us_per_msg": results[0]["server_cpu_us_per_msg"] if len(results) > 3 else None,
             "slow_peer_throughput_ratio": round(slow_fast["rps"] / slow_direct["rps"], 3) if slow_direct["rps"] else None,
             "slow_peer_typed_throughput_ratio": (round(slow_typed["rps"] / slow_direct["rps"], 3)
                                                  if slow_direct["rps"] else None),
