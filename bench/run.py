@@ -6,7 +6,8 @@ the sandbox, each with its own SQLite file in a temporary folder), then drives
 sandbox's province billing peer, then through the bus at ``/ws/BankPayment`` on its fast path
 (lxml in, the request forwarded as it came, the answer back as it came), then through a
 second bus with ``bus.fast_path: false`` (spyne in, zeep to the peer, spyne out); then the
-same three again with the peer answering after 30 ms and 64 callers. It prints throughput,
+same three again with the peer answering after 30 ms and 64 callers, and the peer and the fast
+path with the peer answering after 1 s and 500 callers. It prints throughput,
 latency (p50, p99, p99.9), errors, the CPU time the servers spent per message (user + system
 of the gunicorn master and its workers, from /proc) and the largest worker's resident memory
 at rest and at its peak, and writes the same figures as JSON to
@@ -63,6 +64,8 @@ def query_arrears_envelope(msisdn: str) -> str:
 
 SLOW_PEER_MS = 30     # a province that answers in 30 ms...
 SLOW_CALLERS = 64     # ...with 64 callers at once
+STALLED_PEER_MS = 1000   # one that answers in a second...
+STALLED_CALLERS = 500    # ...with 500 callers
 
 
 def control(sandbox_url: str, spec: dict) -> None:
@@ -233,7 +236,9 @@ def report(data: dict) -> None:
           f"{s['duration_s']:g} s per target, generator {s['generator']}\n")
     for title, rows in ((f"peer answers at once, {s['connections']} connections", data["results"]),
                         (f"peer answers after {SLOW_PEER_MS} ms, {SLOW_CALLERS} connections",
-                         data.get("results_slow_peer", []))):
+                         data.get("results_slow_peer", [])),
+                        (f"peer answers after {STALLED_PEER_MS} ms, {STALLED_CALLERS} connections (wrk gives up "
+                         "on a call after 10 s: an error)", data.get("results_stalled_peer", []))):
         print(f"{title}:")
         print(f"{'target':<18}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'errors':>8}"
               f"{'server CPU us/msg':>19}{'sandbox CPU us/msg':>20}{'worker RSS MB':>15}")
@@ -331,6 +336,14 @@ def main(argv=None) -> int:
             print(f"the sandbox's BILLING-{PROVINCE} now answers after {SLOW_PEER_MS} ms; "
                   f"{SLOW_CALLERS} connections", flush=True)
             slow_results = one_round("30", SLOW_CALLERS)
+            # a province that answers in 1 s, and 500 callers: is each one served, and at what memory?
+            control(sandbox.url, {"peer": f"BILLING-{PROVINCE}", "delay_ms": STALLED_PEER_MS})
+            print(f"the sandbox's BILLING-{PROVINCE} now answers after {STALLED_PEER_MS} ms; "
+                  f"{STALLED_CALLERS} connections", flush=True)
+            stalled = [drive(label, url, body, f"BS{n}", args, server, servers, STALLED_CALLERS)
+                       for n, (label, url, server) in enumerate((
+                           ("direct sandbox", f"{sandbox.url}/peers/province_billing/{PROVINCE}/BankPayment", sandbox),
+                           ("bus, fast path", f"{bus.url}/ws/BankPayment", bus)))]
         finally:
             for server in reversed(list(servers.values())):
                 server.stop()
@@ -346,6 +359,7 @@ def main(argv=None) -> int:
                      "generator": "wrk" if args.wrk else "python"},
         "results": results,
         "results_slow_peer": slow_results,
+        "results_stalled_peer": stalled,
         "comparison": {
             "throughput_ratio": round(through["rps"] / direct["rps"], 3) if direct["rps"] else None,
             "typed_throughput_ratio": round(typed_path["rps"] / direct["rps"], 3) if direct["rps"] else None,
@@ -363,6 +377,7 @@ def main(argv=None) -> int:
     out = RESULTS / (datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ".json")
     out.write_text(json.dumps(data, indent=2) + "\n")
     print(f"\nwritten to {out.relative_to(ROOT)}")
+    # the stalled round may show errors (callers the bus could not serve in time): that is its figure
     return 1 if any(r["errors"] or not r["requests"] for r in results + slow_results) else 0
 
 
