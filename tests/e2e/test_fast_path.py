@@ -16,7 +16,9 @@ from sqlalchemy import func, select
 
 from bus.embedded import EmbeddedBus
 from config.settings import load_settings
-from dao.models import OutboxEntry
+from bus.idempotency import key_of
+from bus.message import Message
+from dao.models import IdempotencyKey, OutboxEntry
 from services.client import BusClient
 from services.models import CONTRACTS, from_xml
 from services.models.common import WSDL_DIR
@@ -41,6 +43,14 @@ def pending(embedded) -> int:
     t = OutboxEntry.__table__
     with embedded.bus.engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(t).where(t.c.status == "pending")).scalar()
+
+
+def stored_fingerprint(embedded, key: str) -> str | None:
+    """The fingerprint of the request the bus stored its first answer for under ``key``."""
+    t = IdempotencyKey.__table__
+    with embedded.bus.engine.connect() as conn:
+        reply = conn.execute(select(t.c.reply).where(t.c.key == key)).scalar()
+    return json.loads(reply)["fingerprint"] if reply else None
 
 
 def forwarded(embedded) -> int:
@@ -91,6 +101,12 @@ def test_both_paths_answer_every_example_alike(buses, example):
     (fast_status, fast_answer), (typed_status, typed_answer) = answers
     assert fast_status == typed_status
     assert scrub(fast_answer) == scrub(typed_answer)
+    # the request's dicts were the same too: the idempotency key's fingerprint is of the body
+    sent = copy.deepcopy(args)
+    sent["UNI_BSS_HEAD"]["TRANS_IDO"] = f"FP{example.stem[:18]}"[:28]
+    key = key_of(Message(service, operation, sent["UNI_BSS_HEAD"], sent["UNI_BSS_BODY"]))
+    prints = [stored_fingerprint(embedded, key) for embedded in (fast, typed)]
+    assert prints[0] is not None and prints[0] == prints[1], (key, prints)
     # and through a generated (zeep) client, typed values and all
     zeep_fast = BusClient(fast.url).call(service, operation, _renamed(args, "FZ"))
     zeep_typed = BusClient(typed.url).call(service, operation, _renamed(args, "FZ"))
