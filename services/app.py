@@ -149,9 +149,16 @@ class BusApplication:
         if answer is not None:
             self.metrics.count_forwarded()
         else:
-            wrapper = to_xml(contract, request.operation, {"UNI_BSS_HEAD": reply.head, "UNI_BSS_BODY": reply.body},
-                             response=True)
-            answer = envelope_of(wrapper)
+            try:   # (a key the contract does not have is left out, as spyne leaves it out)
+                answer = envelope_of(to_xml(contract, request.operation, {"UNI_BSS_HEAD": reply.head,
+                                                                         "UNI_BSS_BODY": reply.body},
+                                            response=True, strict=False))
+            except (TypeError, ValueError) as exc:   # a bug: a fault, and the message still journalled
+                log.exception("could not write the answer to %s.%s", contract.name, request.operation)
+                endpoint.fault(exchange, InternalError(
+                    f"The bus could not write its answer to {contract.name}.{request.operation}; the message is "
+                    f"journalled as {message.msg_id}.", message.trans_ido))
+                return
         exchange.response, exchange.status = answer, "200 OK"
 
     # -- WSGI -----------------------------------------------------------------------------

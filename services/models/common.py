@@ -346,13 +346,13 @@ def _text(value, path):
     raise TypeError("%s: expected a string or an integer, got %s" % (path, type(value).__name__))
 
 
-def _fill(parent, cls, data, path):
+def _fill(parent, cls, data, path, strict=True):
     if not isinstance(data, dict):
         raise TypeError("%s: expected an object, got %s" % (path, type(data).__name__))
     members = list(_members(cls))
     known = {name for name, _, _ in members}
     unknown = [k for k in data if k not in known]
-    if unknown:
+    if unknown and strict:
         raise ValueError("%s: unknown field(s) %s; expected some of %s" % (
             path, ", ".join(unknown), ", ".join(name for name, _, _ in members)))
     for name, ns, member in members:
@@ -366,7 +366,7 @@ def _fill(parent, cls, data, path):
         for item in values:
             child = etree.SubElement(parent, "{%s}%s" % (ns, name))
             if _is_complex(member):
-                _fill(child, member, item, path + "/" + name)
+                _fill(child, member, item, path + "/" + name, strict)
             else:
                 child.text = _text(item, path + "/" + name)
 
@@ -377,7 +377,7 @@ def _resolve(contract, operation):
     return contract.operation(operation)
 
 
-def to_xml(contract: Contract, operation, data: dict, *, response: bool = False):
+def to_xml(contract: Contract, operation, data: dict, *, response: bool = False, strict: bool = True):
     """Build the wrapper element of ``operation`` from JSON-like ``data``.
 
     ``data`` holds the wrapper's children, ``{"UNI_BSS_HEAD": {...}, "UNI_BSS_BODY": {...}}``,
@@ -385,8 +385,9 @@ def to_xml(contract: Contract, operation, data: dict, *, response: bool = False)
     a list becomes repeated elements, strings and integers become text (floats and
     booleans are refused: money is integer fen). Children are written in contract order
     and in their contract namespace (the header's fields in the header namespace) whatever
-    the order of the keys; an unknown key raises ``ValueError``. Nothing is validated
-    here: validate the result against the contract XSD.
+    the order of the keys; an unknown key raises ``ValueError`` (with ``strict=False`` it is
+    left out, as spyne leaves it out of an answer). Nothing is validated here: validate the
+    result against the contract XSD.
 
     Returns the request wrapper ``{body_ns}<Op>``, or with ``response=True`` the response
     wrapper ``{body_ns}<Op>Response`` whose ``<Op>Result`` holds ``data``.
@@ -397,10 +398,10 @@ def to_xml(contract: Contract, operation, data: dict, *, response: bool = False)
     if response:
         root = etree.Element("{%s}%sResponse" % (contract.namespace, op.name), nsmap=nsmap)
         parent = etree.SubElement(root, "{%s}%sResult" % (contract.namespace, op.name))
-        _fill(parent, op.result, data, "%s.%sResult" % (contract.name, op.name))
+        _fill(parent, op.result, data, "%s.%sResult" % (contract.name, op.name), strict)
         return root
     root = etree.Element("{%s}%s" % (contract.namespace, op.name), nsmap=nsmap)
-    _fill(root, op.request_wrapper, data, "%s.%s" % (contract.name, op.name))
+    _fill(root, op.request_wrapper, data, "%s.%s" % (contract.name, op.name), strict)
     return root
 
 
