@@ -39,7 +39,7 @@ from bus.security import mask_passwords
 from config.settings import ConfigError, PeerConfig, did_you_mean
 from services.client import BoundedTransport, safe_zeep_settings
 from services.models import CONTRACTS
-from services.models.common import WSDL_DIR
+from services.models.common import WSDL_DIR, from_xml
 
 POOL_SIZE = 64
 _HEAD_NS = "http://ws.chinaunicom.cn/unibssHead"
@@ -291,13 +291,11 @@ class Adapter:
         against the contract, and apply :meth:`map_reply`'s changes in place. Returns the
         answer's (head, body) as the typed path gives them, and the answer's bytes for the
         caller. Failures are raised as zeep's and requests' (round_trip maps them)."""
-        from services.models.common import from_xml   # (services.models imports the adapters' kin)
-        contracts = CONTRACTS
         envelope = message.passthrough.envelope
         for child in list(envelope):
             if isinstance(child.tag, str) and etree.QName(child).localname == "Header":
                 envelope.remove(child)
-        op = contracts[message.service].operations[message.operation]
+        op = CONTRACTS[message.service].operations[message.operation]
         wrapper = _body_child(envelope)
         _set_head(wrapper.find(f"{{{_HEAD_NS}}}UNI_BSS_HEAD"), "MSG_RECEIVER", decision.peer_name)
         data = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
@@ -332,14 +330,14 @@ class Adapter:
         if etree.QName(result).localname == "Fault":
             code = result.findtext("faultcode") or ""
             raise zeep.exceptions.Fault(result.findtext("faultstring") or "", code=code)
-        if response.status != 200 or result.tag != f"{{{contracts[message.service].namespace}}}{op.name}Response":
+        if response.status != 200 or result.tag != f"{{{CONTRACTS[message.service].namespace}}}{op.name}Response":
             raise zeep.exceptions.TransportError(f"HTTP {response.status}: the answer is not a "
                                                  f"{op.name}Response", status_code=response.status)
         try:
             message.passthrough.schema.assertValid(result)
         except etree.DocumentInvalid as exc:
             raise zeep.exceptions.ValidationError(f"the answer breaks the contract: {exc}") from None
-        data = from_xml(contracts[message.service], op, result, response=True, typed=True)
+        data = from_xml(CONTRACTS[message.service], op, result, response=True, typed=True)
         head, body = self.map_reply(message, decision, data.get("UNI_BSS_HEAD"), data.get("UNI_BSS_BODY"))
         result_head = result[0].find(f"{{{_HEAD_NS}}}UNI_BSS_HEAD")
         for field in ("MSG_SENDER", "TRANS_IDO", "ACTION_CODE"):   # what map_reply changed, in the bytes too

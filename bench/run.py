@@ -163,7 +163,8 @@ def _stat(pid: int) -> tuple[int, float]:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK_TCK  # ppid, utime + stime
 
 
-def _status_kib(pid: int, field: str) -> int:
+def _status_kib(pid: int | str, field: str) -> int:
+    """A ``field`` (VmRSS, VmHWM...) of /proc/PID/status, in KiB; 0 once the process is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
@@ -208,14 +209,10 @@ def drive(label: str, url: str, body: str, prefix: str, args, measured: Server, 
 
 # -- report -----------------------------------------------------------------------------------
 def high_water_kib(pid: int | str = "self") -> int:
-    """A process's peak resident memory (VmHWM of /proc/PID/status), in KiB; 0 once it is gone.
-    Unlike ru_maxrss it is the high-water mark of the process's own memory since its exec: a
-    child's ru_maxrss also counts the memory of the parent that forked it."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+    """A process's peak resident memory (VmHWM), in KiB; 0 once it is gone. Unlike ru_maxrss
+    it is the high-water mark of the process's own memory since its exec: a child's
+    ru_maxrss also counts the memory of the parent that forked it."""
+    return _status_kib(pid, "VmHWM")
 
 
 def machine() -> dict:

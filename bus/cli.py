@@ -660,6 +660,8 @@ def _batch_line(batch: dict) -> str:
 
 def cmd_make_bank_file(args) -> int:
     """Write a realistic bank file and store the billing's side of its day in the sandbox."""
+    from datetime import datetime
+
     from bus.bankfile import NAME
     from sandbox.bankfiles import listable, make_bank_day, parse_discrepancies, spread
     from sandbox.store import open_store
@@ -667,6 +669,10 @@ def cmd_make_bank_file(args) -> int:
     settings = _settings(args)
     if not NAME.fullmatch(f"{args.bank}_{args.date}.txt"):
         raise CliError("--bank is 2..10 of A-Z and 0-9, --date YYYYMMDD")
+    try:
+        datetime.strptime(args.date, "%Y%m%d")
+    except ValueError:
+        raise CliError(f"--date {args.date} is not a date (YYYYMMDD)") from None
     if args.lines < 1 or not 0 <= args.rate <= 1:
         raise CliError("--lines is at least 1, --rate between 0 and 1")
     try:

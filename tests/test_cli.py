@@ -72,6 +72,7 @@ def test_routes_prints_the_effective_table(tmp_path):
     (("sandbox", "make-bank-file", "--bank", "ICBC", "--date", "20261126", "--discrepancies", "lost=1"),
      "unknown discrepancy kind 'lost'"),
     (("sandbox", "make-bank-file", "--bank", "ICBC", "--date", "20261126", "--lines", "-5"), "--lines is at least 1"),
+    (("sandbox", "make-bank-file", "--bank", "ICBC", "--date", "20261399"), "--date 20261399 is not a date"),
 ])
 def test_bad_input_exits_non_zero_with_one_line(args, words):
     out = bssbus(*args)
