@@ -77,6 +77,7 @@ def cmd_serve(args) -> int:
     from bus.server import run_gunicorn
     from dao.db import open_database
     from dao.journal import cipher as journal_cipher
+    from dao.phases import PhaseStore
     from services.app import BusApplication
 
     settings = _settings(args)
@@ -94,7 +95,9 @@ def cmd_serve(args) -> int:
         print(f"sandbox peers at {url}/peers/", flush=True)
     settings.peers  # fail now, in one line, if a peer address cannot be built
     journal_cipher()  # and if $BSSBUS_JOURNAL_KEY is unusable
-    open_database(settings.db_url).dispose()  # migrate once, before the workers fork
+    engine = open_database(settings.db_url)   # migrate and seed the cut-over table once, before the workers fork
+    PhaseStore(engine).seed(settings.phases)
+    engine.dispose()
 
     def factory():
         return BusApplication(Bus(settings).start())

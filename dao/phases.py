@@ -6,6 +6,7 @@ import time
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from config.settings import PHASES, ConfigError
 from dao.journal import now
@@ -22,13 +23,22 @@ class PhaseStore:
         self.engine = engine
 
     def seed(self, defaults: dict[str, int]) -> None:
-        """Insert the config's phase for every province the table does not hold yet."""
-        with self.engine.begin() as conn:
-            known = set(conn.execute(select(P.c.province)).scalars())
-            rows = [dict(province=code, phase=phase, changed_by="config", changed_at=now())
-                    for code, phase in defaults.items() if code not in known]
-            if rows:
-                conn.execute(insert(P), rows)
+        """Insert the config's phase for every province the table does not hold yet. Processes
+        starting together (gunicorn's workers) may seed at once: one that finds a province
+        inserted since it looked reads the table again."""
+        for attempt in range(5):
+            try:
+                with self.engine.begin() as conn:
+                    known = set(conn.execute(select(P.c.province)).scalars())
+                    rows = [dict(province=code, phase=phase, changed_by="config", changed_at=now())
+                            for code, phase in defaults.items() if code not in known]
+                    if rows:
+                        conn.execute(insert(P), rows)
+                return
+            except (IntegrityError, OperationalError):   # another seeded first (or held the SQLite lock)
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def load(self) -> dict[str, int]:
         with self.engine.connect() as conn:

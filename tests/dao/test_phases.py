@@ -36,3 +36,19 @@ def test_a_slow_refresh_keeps_the_snapshot(db_url):
     store.set("51", 3, "alice")
     assert table.current()["51"] == 2, "a process re-reads the table only when its refresh is due"
     engine.dispose()
+
+
+def test_processes_seeding_at_once_all_start(db_url):
+    """gunicorn's workers start their buses together, each seeding the cut-over table: none
+    may fail because another inserted a province between its read and its insert."""
+    from concurrent.futures import ThreadPoolExecutor
+    phases = {f"{n:02d}": 2 for n in range(10, 40)}
+    for _ in range(5):
+        engine = open_database(db_url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM province_phase")
+        stores = [PhaseStore(engine) for _ in range(6)]
+        with ThreadPoolExecutor(6) as pool:
+            list(pool.map(lambda s: s.seed(phases), stores))   # raises here if one of them failed
+        assert PhaseStore(engine).load() == phases
+        engine.dispose()
