@@ -33,7 +33,7 @@ from zeep.plugins import Plugin
 
 from adapters.credentials import WIRE_LOG, Credentials, refused_credentials
 from bus.breaker import CircuitBreakers, is_peer_failure
-from bus.faults import BusFault, PeerFault, PeerTimeout, PeerUnavailable
+from bus.faults import BusFault, Busy, PeerFault, PeerTimeout, PeerUnavailable
 from bus.message import Message, Reply
 from bus.security import mask_passwords
 from config.settings import ConfigError, PeerConfig, did_you_mean
@@ -127,6 +127,33 @@ def zeep_settings() -> zeep.Settings:
     return safe_zeep_settings()
 
 
+class InFlight:
+    """Calls in flight to each peer endpoint from this process (a bulkhead). Each one holds a
+    server thread while it waits; an endpoint at its ``max_in_flight`` (a province answering
+    slowly) gets no more, so the threads left serve everyone else: the next call to it is
+    ``Server.Busy`` at once, naming the endpoint, instead of a thread lost to the wait."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._calls: dict[str, int] = {}
+
+    def enter(self, name: str, peer: PeerConfig, trans_ido: str | None) -> None:
+        with self._lock:
+            calls = self._calls.get(name, 0)
+            if calls >= peer.max_in_flight:
+                raise Busy(f"{name} has {calls} calls in flight from this bus process, its limit "
+                           f"(peers.{peer.key.partition('[')[0]}.max_in_flight): it is answering slowly; "
+                           "retry in a moment.", trans_ido)
+            self._calls[name] = calls + 1
+
+    def leave(self, name: str) -> None:
+        with self._lock:
+            self._calls[name] -= 1
+
+    def __getitem__(self, name: str) -> int:
+        return self._calls.get(name, 0)
+
+
 class Adapter:
     """Base of every peer adapter. Subclasses name their ``kind`` and the contracts they carry."""
 
@@ -151,7 +178,10 @@ class Adapter:
         self._proxies: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
         self.breakers = CircuitBreakers()   # the AdapterRegistry shares one set between adapters
-        self.pool = urllib3.PoolManager(num_pools=64, maxsize=POOL_SIZE, retries=False, block=False)
+        self.in_flight = InFlight()         # ...and one count of the calls in flight
+        # a connection kept for each call that may be in flight to an endpoint at once
+        self.pool = urllib3.PoolManager(num_pools=64, maxsize=max(POOL_SIZE, peer.max_in_flight), retries=False,
+                                        block=False)
 
     # -- zeep plumbing: built once, then shared by every thread --------------------------
     def client(self, service: str) -> zeep.Client:
@@ -214,11 +244,19 @@ class Adapter:
     def call(self, message: Message, decision) -> Reply:
         """Call the peer for ``message``; return its Reply or raise a Server fault naming it.
 
-        Under the endpoint's CircuitBreaker: while it is open this raises ``PeerUnavailable`` at
-        once, and each call's outcome is judged by :func:`breaker_verdict`."""
+        At most ``max_in_flight`` calls to one endpoint at once in this process (:class:`InFlight`),
+        and under the endpoint's CircuitBreaker: while it is open this raises ``PeerUnavailable``
+        at once, and each call's outcome is judged by :func:`breaker_verdict`."""
         if message.service not in self.services:
             raise PeerFault(f"Peer {decision.peer_name} ({self.kind}) does not offer {message.service}; "
                             "the route table sends it to the wrong peer.", message.trans_ido)
+        self.in_flight.enter(decision.peer_name, self.peer, message.trans_ido)
+        try:
+            return self._guarded(message, decision)
+        finally:
+            self.in_flight.leave(decision.peer_name)
+
+    def _guarded(self, message: Message, decision) -> Reply:
         breaker = self.breakers.get(decision.peer_name, self.peer.breaker)
         if breaker is None:   # breaker: {enabled: false}
             return self.round_trip(message, decision)
@@ -435,13 +473,15 @@ def breaker_verdict(exc: BaseException) -> str | None:
 
 class AdapterRegistry:
     """One adapter instance per configured peer, created on first use, and the process's
-    :class:`~bus.breaker.CircuitBreakers` (one breaker per peer endpoint) they all share."""
+    :class:`~bus.breaker.CircuitBreakers` (one breaker per peer endpoint) and the
+    :class:`InFlight` counts they all share."""
 
     def __init__(self, peers: dict[str, PeerConfig], kinds: dict[str, type[Adapter]],
                  breakers: CircuitBreakers | None = None):
         self.peers = peers
         self.kinds = kinds
         self.breakers = breakers or CircuitBreakers()
+        self.in_flight = InFlight()
         self._adapters: dict[str, Adapter] = {}
         self._lock = threading.Lock()
         for key, peer in peers.items():
@@ -458,6 +498,6 @@ class AdapterRegistry:
                 adapter = self._adapters.get(peer.key)
                 if adapter is None:
                     adapter = self.kinds[peer.adapter](peer)
-                    adapter.breakers = self.breakers
+                    adapter.breakers, adapter.in_flight = self.breakers, self.in_flight
                     self._adapters[peer.key] = adapter
         return adapter

@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.request
 
-from config.settings import ConfigError, Settings, load_settings
+from config.settings import SERVER_THREADS, ConfigError, Settings, load_settings
 
 log = logging.getLogger("bssbus")
 
@@ -94,6 +94,7 @@ def cmd_serve(args) -> int:
         _sandbox_address_file(settings).write_text(url + "\n", encoding="ascii")
         print(f"sandbox peers at {url}/peers/", flush=True)
     settings.peers  # fail now, in one line, if a peer address cannot be built
+    settings.journal_reads  # or a setting is not one of its values
     journal_cipher()  # and if $BSSBUS_JOURNAL_KEY is unusable
     engine = open_database(settings.db_url)   # migrate and seed the cut-over table once, before the workers fork
     PhaseStore(engine).seed(settings.phases)
@@ -112,7 +113,7 @@ def cmd_serve(args) -> int:
     print(f"bssbus serving {scheme}://{host}:{port}/ (journal: {settings.db_url}{client_certs})", flush=True)
     try:
         run_gunicorn(factory, host, port, workers=args.workers or settings.server_option("workers", 2),
-                     threads=args.threads or settings.server_option("threads", 32),
+                     threads=args.threads or settings.server_option("threads", SERVER_THREADS),
                      timeout=settings.server_option("timeout", 60), name="bssbus", on_exit=stop_sandbox,
                      tls=tls, forwarded_allow_ips=origins.trusted)
     finally:
@@ -180,7 +181,7 @@ def cmd_sandbox(args) -> int:
         app.peers.login = consumer_login(settings)   # the simulated systems call the bus as its consumers
         return app
 
-    run_gunicorn(factory, host, port, workers=1, threads=128, name="bssbus-sandbox")  # many peers, one process
+    run_gunicorn(factory, host, port, workers=1, threads=args.threads, name="bssbus-sandbox")  # many peers, one process
     return 0
 
 
@@ -835,6 +836,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="default 8090")
     p.add_argument("--db-url", help="the sandbox's state database (default: SQLite under var/)")
     p.add_argument("--bus-url", help="the bus, for peers that call on through it (HQ CRM -> province CRM)")
+    p.add_argument("--threads", type=int, default=128,
+                   help="calls the sandbox answers at once (one process; default 128): a peer made slow "
+                        "with /control holds one thread per call")
     p.set_defaults(func=cmd_sandbox)
     ssub = p.add_subparsers(dest="action", metavar="ACTION",
                             help="without one: serve the peers; make-bank-file, make-cdr-file: write test files")

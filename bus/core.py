@@ -55,6 +55,7 @@ class Bus:
         self.gatekeeper: Gatekeeper | None = None
         self.limiter: RateLimiter | None = None
         self.nonces: NonceStore | None = None
+        self.journal_reads = "deferred"
 
     def start(self, engine: Engine | None = None, forwarder: bool = True) -> "Bus":
         self.engine = engine or open_database(self.settings.db_url)
@@ -64,6 +65,8 @@ class Bus:
         self.limiter = RateLimiter.from_settings(self.settings)
         shared = self.settings.section("database").get("group_commit", True)
         self.writer = (GroupCommit if shared else DirectCommit)(self.engine)
+        self.journal_reads = self.settings.journal_reads
+        self.journal.before_read = self.writer.flush   # a search here sees the reads answered here
         self.router = ContentBasedRouter.from_settings(self.settings)
         self.phase_store = PhaseStore(self.engine)
         self.phase_store.seed(self.settings.phases)
@@ -112,13 +115,30 @@ class Bus:
     def complete(self, message: Message, response: bytes, fault: BusFault | None = None,
                  decision: Decision | None = None, rsp_code: str | None = None) -> None:
         """Finish the inbound hop with the bytes that went back to the caller (and the
-        outbound hops of its calls); write the whole hop when it has no row yet (a repeat
-        answered from the idempotency store, a message the router refused)."""
+        outbound hops of its calls); write the whole hop when it has no row yet (a read, a
+        repeat answered from the idempotency store, a message the router refused). A read's
+        row goes to the group-commit writer without waiting for it (``bus.journal_reads``)."""
         if message.accepted and not fault:
             # durable since accept(); the answer's bytes can ride on a later commit
             self.writer.submit(lambda conn, entry_id=message.journal_id: self.journal.finish_in(
                 conn, entry_id, response=response))
             return
+        values = self._outcome(message, response, fault, decision, rsp_code)
+        if message.journal_id is not None:
+            self.journal.finish(message.journal_id, more=message.hops, **values)
+            return
+        row = dict(self.inbound_row(message), started_at=_utc(message.received_at), finished_at=_utc(time.time()),
+                   **values)
+        if message.read and self.journal_reads != "sync":   # a read's row need not be durable before its answer
+            if self.journal_reads == "deferred":
+                self.writer.submit(lambda conn, hops=message.hops: self.journal.record_in(conn, hops, **row))
+            return
+        self.journal.record(more=message.hops, **row)
+
+    @staticmethod
+    def _outcome(message: Message, response: bytes, fault: BusFault | None, decision: Decision | None,
+                 rsp_code: str | None) -> dict:
+        """The journal columns of a finished inbound hop: its answer, outcome and route."""
         values = dict(response=response, elapsed_ms=(time.time() - message.received_at) * 1000,
                       status="fault" if fault else "ok", rsp_code=fault.rsp_code if fault else rsp_code)
         if fault:
@@ -128,11 +148,7 @@ class Bus:
                           route=decision.describe()[:200])
         if message.duplicate_of:
             values.update(status="duplicate", route=f"answered as message {message.duplicate_of}")
-        if message.journal_id is None:
-            self.journal.record(more=message.hops, **self.inbound_row(message), finished_at=_utc(time.time()),
-                                started_at=_utc(message.received_at), **values)
-        else:
-            self.journal.finish(message.journal_id, more=message.hops, **values)
+        return values
 
     def reject(self, raw: bytes, fault: BusFault, service: str | None = None,
                operation: str | None = None, response: bytes = b"", source: str | None = None) -> None:
@@ -148,14 +164,19 @@ class Bus:
         the first answer (and no decision: no peer was called).
 
         One-way traffic (store and forward) is accepted in one group-committed transaction
-        with its key, journal and outbox rows; anything else is journalled as received
-        before its peer is called, and its key claimed in the IdempotentConsumer."""
+        with its key, journal and outbox rows; a read (Query*, List*) has no key and is
+        journalled after its answer (``bus.journal_reads``); anything else is journalled as
+        received before its peer is called, and its key claimed in the IdempotentConsumer."""
         decision = self.router.resolve(message)
         self.gatekeeper.authorize_province(message.consumer, message, decision.province)
         if decision.route.delivery == STORE_AND_FORWARD:
             reply = accept(self, message, decision)
             if reply is not None:
                 return reply, decision
+        elif message.read:   # no idempotency key (DOMAIN.md: "none (read)"): each read is asked afresh
+            if self.journal_reads == "sync":
+                self.receive(message)
+            return self.route_and_deliver(message, decision)
         else:
             self.receive(message)
         return self.idempotency.run(message, lambda m: self.route_and_deliver(m, decision))

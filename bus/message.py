@@ -6,6 +6,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+#: Operations that only read (DOMAIN.md: their idempotency key is "none (read)"): QueryArrears,
+#: QueryBill, ListPayments... A read is asked of its peer afresh each time, with no idempotency
+#: key, and its journal row need not be durable before the answer (``bus.journal_reads``).
+READ_PREFIXES = ("Query", "List")
+
 
 @dataclass
 class Message:
@@ -29,6 +34,11 @@ class Message:
     journal_id: int | None = None                     # its inbound journal row, once written
     consumer: object | None = None                    # who sent it (bus.security.Consumer), if known
     passthrough: object | None = None                 # adapters.base.Passthrough: read by the fast path
+
+    @property
+    def read(self) -> bool:
+        """Whether the operation only reads (:data:`READ_PREFIXES`)."""
+        return self.operation.startswith(READ_PREFIXES)
 
     # -- the keys people and the router search by ---------------------------------------
     @property

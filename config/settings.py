@@ -308,6 +308,10 @@ class PeerAuth:
         return password, str(path)
 
 
+#: Threads of a bus worker (``server.threads``): each call in flight holds one (README "Performance").
+SERVER_THREADS = 512
+
+
 @dataclass(frozen=True)
 class PeerConfig:
     """One peer the bus calls: the adapter kind, a display name and an address.
@@ -328,6 +332,7 @@ class PeerConfig:
     breaker: BreakerConfig = field(default_factory=BreakerConfig)   # one breaker per endpoint (name)
     auth: PeerAuth | None = None
     max_answer_bytes: int = MAX_PEER_ANSWER_BYTES   # a longer answer is refused (Server.PeerFault)
+    max_in_flight: int = 384   # calls to one endpoint at once in a bus process; more: Server.Busy
 
     def for_province(self, province: str | None, service: str | None = None) -> "PeerConfig":
         """This peer as it is for ``province`` (and ``service``): its override applied, if it has
@@ -337,7 +342,8 @@ class PeerConfig:
                 return PeerConfig(key=f"{self.key}[{code}]", adapter=over.get("adapter", self.adapter),
                                   name=over.get("name", self.name), url=over.get("url", self.url),
                                   timeout=float(over.get("timeout", self.timeout)), breaker=self.breaker,
-                                  auth=over.get("auth", self.auth), max_answer_bytes=self.max_answer_bytes)
+                                  auth=over.get("auth", self.auth), max_answer_bytes=self.max_answer_bytes,
+                                  max_in_flight=self.max_in_flight)
         return self
 
     @property
@@ -508,6 +514,18 @@ class Settings:
         """How long the first answer to a message is kept for its repeats."""
         return float(self.section("bus").get("idempotency_ttl_hours", 72))
 
+    JOURNAL_READS = ("deferred", "sync", "off")
+
+    @property
+    def journal_reads(self) -> str:
+        """How a read's journal row is written (``bus.journal_reads``): ``deferred`` (the
+        default) hands it to the group-commit writer after the answer, ``sync`` writes it before
+        the peer is called and again after, as for any other message, ``off`` not at all."""
+        value = str(self.section("bus").get("journal_reads", "deferred"))
+        if value not in self.JOURNAL_READS:
+            raise ConfigError(f"bus.journal_reads: {value!r} is not one of {', '.join(self.JOURNAL_READS)}")
+        return value
+
     @property
     def breaker(self) -> BreakerConfig:
         """The CircuitBreaker defaults (``breaker:``); a peer may override them."""
@@ -563,15 +581,25 @@ class Settings:
             answer = spec.get("max_answer_bytes", self.max_peer_answer_bytes)
             if isinstance(answer, bool) or not isinstance(answer, int) or answer < 1:
                 raise ConfigError(f"peers.{key}.max_answer_bytes: {answer!r} is not a whole number of at least 1")
+            in_flight = spec.get("max_in_flight", self.default_peer_in_flight)
+            if isinstance(in_flight, bool) or not isinstance(in_flight, int) or in_flight < 1:
+                raise ConfigError(f"peers.{key}.max_in_flight: {in_flight!r} is not a whole number of at least 1")
             out[key] = PeerConfig(key=key, adapter=str(spec.get("adapter", key)),
                                   name=str(spec.get("name", key.upper())), url=url,
                                   timeout=float(spec.get("timeout", 10)), provinces=overrides,
                                   breaker=self.peer_breaker(key), auth=self.peer_auth(key),
-                                  max_answer_bytes=answer)
+                                  max_answer_bytes=answer, max_in_flight=in_flight)
         return out
 
     def server_option(self, name: str, default):
         return self.section("server").get(name, default)
+
+    @property
+    def default_peer_in_flight(self) -> int:
+        """A peer endpoint's calls at once in one bus process, unless ``peers.<key>.max_in_flight``
+        says otherwise: three quarters of a worker's threads, so that a province answering
+        slowly leaves a quarter of them to everyone else."""
+        return max(1, int(self.server_option("threads", SERVER_THREADS)) * 3 // 4)
 
     def copy(self) -> "Settings":
         return Settings(copy.deepcopy(self.raw), list(self.source), self.env)

@@ -47,9 +47,10 @@ _STOP = object()
 class GroupCommit:
     """One writer thread per process (started on first use, again after a fork)."""
 
-    def __init__(self, engine: Engine, max_batch: int = 200):
+    def __init__(self, engine: Engine, max_batch: int = 200, max_pending: int = 2000):
         self.engine = engine
         self.max_batch = max_batch
+        self.max_pending = max_pending   # units queued beyond this: submit() waits for its commit
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -70,8 +71,20 @@ class GroupCommit:
     def submit(self, work: Work) -> None:
         """Write ``work`` with the next batch without waiting for it (for rows whose loss in a
         crash costs nothing, such as the response bytes of an accepted message's journal row).
-        A failure is logged."""
+        A failure is logged. When the writer is ``max_pending`` units behind, the caller
+        waits for this unit's commit instead: memory stays bounded when the database is slow."""
+        if self._queue.qsize() >= self.max_pending:
+            try:
+                self.run(work)
+            except Exception as exc:
+                log.error("a deferred write failed: %s: %s", type(exc).__name__, exc)
+            return
         self._put(_Unit(work, wait=False))
+
+    def flush(self) -> None:
+        """Return once every unit submitted before the call is committed (or has failed)."""
+        if self._thread is not None and self._pid == os.getpid():
+            self.run(_nothing)
 
     def close(self) -> None:
         """Write what is queued, then stop the writer."""
@@ -156,5 +169,12 @@ class DirectCommit:
         except Exception as exc:
             log.error("a deferred write failed: %s: %s", type(exc).__name__, exc)
 
+    def flush(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
+
+
+def _nothing(conn: Connection) -> None:
+    return None

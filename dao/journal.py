@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import os
 from datetime import datetime, timezone
+from typing import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -145,14 +146,21 @@ class Journal:
         self.engine = engine
         # the key is read once, here, when the bus starts; an unusable one fails now
         self.cipher = cipher()
+        # called before each read: the bus writes the rows of reads after their answer
+        # (bus.journal_reads), and a search in the same process must see them
+        self.before_read: Callable[[], None] = _nothing
 
     def record(self, more: list[dict] = (), **values) -> int:
         """Insert one hop (and the hops in ``more``, in the same transaction); returns its id."""
         with self.engine.begin() as conn:
-            entry_id = self.insert(conn, values)
-            for hop in more:
-                self.insert(conn, hop)
-            return entry_id
+            return self.record_in(conn, more, **values)
+
+    def record_in(self, conn: Connection, more: list[dict] = (), **values) -> int:
+        """:meth:`record` in the caller's transaction."""
+        entry_id = self.insert(conn, values)
+        for hop in more:
+            self.insert(conn, hop)
+        return entry_id
 
     def insert(self, conn: Connection, values: dict) -> int:
         """Insert one hop in the caller's transaction; returns its id."""
@@ -182,6 +190,7 @@ class Journal:
 
     def hops(self, key: str) -> list[dict]:
         """Every hop of the messages whose TRANS_IDO, PROC_ID or msg_id is ``key``, in time order."""
+        self.before_read()
         with self.engine.connect() as conn:
             ids = select(T.c.msg_id).where(or_(T.c.trans_ido == key, T.c.proc_id == key,
                                                T.c.msg_id == key))
@@ -191,6 +200,7 @@ class Journal:
 
     def search(self, *, msisdn=None, trans_ido=None, proc_id=None, service=None, operation=None,
                status=None, limit=50) -> list[dict]:
+        self.before_read()
         query = select(T).order_by(T.c.id.desc()).limit(limit)
         for column, value in ((T.c.msisdn, msisdn), (T.c.trans_ido, trans_ido), (T.c.proc_id, proc_id),
                               (T.c.service, service), (T.c.operation, operation), (T.c.status, status)):
@@ -198,6 +208,10 @@ class Journal:
                 query = query.where(column == value)
         with self.engine.connect() as conn:
             return _opened(conn.execute(query).mappings().all(), self.cipher)
+
+
+def _nothing() -> None:
+    return None
 
 
 def _opened(rows, crypt: JournalCipher) -> list[dict]:

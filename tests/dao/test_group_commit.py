@@ -103,3 +103,42 @@ def test_deferred_units_are_written_by_close(db_url):
     assert writer.run(lambda conn: journal.insert(conn, hop(99))) > entry
     writer.close()
     engine.dispose()
+
+
+def test_flush_returns_once_every_deferred_unit_is_committed(db_url):
+    engine = open_database(db_url)
+    writer, journal = GroupCommit(engine), Journal(engine)
+    writer.flush()                        # nothing submitted yet: returns at once
+    release = threading.Event()
+    writer.submit(lambda conn: release.wait(10))   # holds the writer until released
+    for n in range(1, 21):
+        writer.submit(lambda conn, n=n: journal.insert(conn, hop(n)))
+    assert count(engine) == 0
+    threading.Timer(0.2, release.set).start()
+    writer.flush()
+    assert count(engine) == 20
+    writer.close()
+    engine.dispose()
+
+
+def test_a_writer_that_falls_behind_makes_submit_wait_instead_of_queueing_without_bound(db_url):
+    engine = open_database(db_url)
+    writer, journal = GroupCommit(engine, max_pending=5), Journal(engine)
+    busy, release = threading.Event(), threading.Event()
+    writer.submit(lambda conn: busy.set() or release.wait(10))   # the writer is busy...
+    assert busy.wait(10)
+    for n in range(1, 6):                           # ...five units wait in its queue...
+        writer.submit(lambda conn, n=n: journal.insert(conn, hop(n)))
+    done = threading.Event()
+
+    def sixth():
+        writer.submit(lambda conn: journal.insert(conn, hop(6)))
+        done.set()
+    threading.Thread(target=sixth, daemon=True).start()
+    assert not done.wait(0.5), "the sixth submit must wait for its commit"
+    release.set()
+    assert done.wait(10)
+    writer.flush()
+    assert count(engine) == 6
+    writer.close()
+    engine.dispose()

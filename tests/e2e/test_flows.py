@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from bus.embedded import EmbeddedBus
-from config.settings import load_settings
+from config.settings import ConfigError, load_settings
 from sandbox import store
 from sandbox.store import seed_cards, seed_users
 from services.client import BusClient
@@ -285,3 +285,42 @@ def test_a_slow_peer_times_out_and_an_absent_one_is_unavailable(tmp_path):
         down = client.call("BankPayment", "QueryBalance", make_args(
             "BankPayment", "QueryBalance", caller="BANK", route=("01", u3.msisdn), SERIAL_NUMBER=u3.msisdn))
         assert down.fault_code == "Server.PeerUnavailable" and "HQ-BILLING" in down.fault_string
+
+
+def test_a_slow_province_holds_at_most_its_share_of_calls_and_the_others_are_served(tmp_path):
+    """peers.<key>.max_in_flight: a province answering slowly gets no more than its limit of
+    calls at once; the next is Server.Busy at once, naming it, and other provinces are served."""
+    override = tmp_path / "peers.yaml"
+    override.write_text("peers:\n  province_billing:\n    max_in_flight: 2\n", encoding="utf-8")
+    with EmbeddedBus(load_settings(override, env={}), workdir=tmp_path) as embedded:
+        client = BusClient(embedded.url)
+        slow_user, other = user("51"), user("71")
+        control(embedded.sandbox_url, peer="BILLING-51", delay_ms=1500)
+
+        def query(u):
+            return client.call("BankPayment", "QueryBalance", make_args(
+                "BankPayment", "QueryBalance", caller="BANK", route=("01", u.msisdn), SERIAL_NUMBER=u.msisdn))
+        results = []
+        callers = [threading.Thread(target=lambda: results.append(query(slow_user))) for _ in range(2)]
+        for t in callers:
+            t.start()
+        wait_for(lambda: embedded.bus.adapters.in_flight["BILLING-51"] == 2)
+        third = query(slow_user)
+        assert third.fault_code == "Server.Busy"
+        assert "BILLING-51" in third.fault_string and "peers.province_billing.max_in_flight" in third.fault_string
+        assert third.elapsed_ms < 1000, "over its limit, the bus answers at once"
+        elsewhere = query(other)
+        assert elsewhere.rsp_code == "0000" and elsewhere.sender == "BILLING-71"
+        for t in callers:
+            t.join(10)
+        assert [r.rsp_code for r in results] == ["0000", "0000"]
+        assert embedded.bus.adapters.in_flight["BILLING-51"] == 0
+        control(embedded.sandbox_url, peer="BILLING-51", delay_ms=0)
+        assert query(slow_user).rsp_code == "0000"
+
+
+def test_a_peer_limit_that_is_not_a_positive_whole_number_is_refused(tmp_path):
+    override = tmp_path / "peers.yaml"
+    override.write_text("peers:\n  province_billing:\n    max_in_flight: 0\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="peers.province_billing.max_in_flight: 0 is not a whole number"):
+        load_settings(override, env={"BSSBUS_SANDBOX_URL": "http://127.0.0.1:9"}).peers

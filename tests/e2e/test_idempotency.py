@@ -25,20 +25,43 @@ def received(bus, trans_idos) -> int:
 def test_a_repeated_trans_ido_gets_the_first_answer_whatever_happened_in_between(bus, client):
     u = seed_users("71")[3]
     route = ("01", u.msisdn)
-    query = make_args("BankPayment", "QueryBalance", caller="BANK", route=route, SERIAL_NUMBER=u.msisdn)
-    first = client.call("BankPayment", "QueryBalance", query)
-    paid = client.call("BankPayment", "Pay", make_args("BankPayment", "Pay", caller="BANK", route=route,
-                                                       SERIAL_NUMBER=u.msisdn, AMOUNT=777,
-                                                       BANK_SERIAL=f"ID{int(time.time() * 1000)}"))
-    assert paid.rsp_code == "0000"
-    again = client.call("BankPayment", "QueryBalance", query)
+    serial = f"ID{int(time.time() * 1000)}"
+    pay = make_args("BankPayment", "Pay", caller="BANK", route=route, SERIAL_NUMBER=u.msisdn, AMOUNT=777,
+                    BANK_SERIAL=serial)
+    first = client.call("BankPayment", "Pay", pay)
+    assert first.rsp_code == "0000"
+    reversed_ = client.call("BankPayment", "Reverse", make_args(
+        "BankPayment", "Reverse", caller="BANK", route=route, SERIAL_NUMBER=u.msisdn, AMOUNT=777,
+        BANK_SERIAL=f"R{serial}", ORIG_BANK_SERIAL=serial))
+    assert reversed_.rsp_code == "0000"
+    again = client.call("BankPayment", "Pay", pay)
     assert again.body == first.body and again.head["TRANS_IDO"] == first.head["TRANS_IDO"]
     assert again.sender == first.sender
-    trans_ido = query["UNI_BSS_HEAD"]["TRANS_IDO"]
+    trans_ido = pay["UNI_BSS_HEAD"]["TRANS_IDO"]
     assert received(bus, [trans_ido]) == 1, "the repeat must not reach the peer"
     inbound = [h for h in bus.bus.journal.hops(trans_ido) if h["direction"] == "in"]
     assert [h["status"] for h in inbound] == ["ok", "duplicate"]
     assert inbound[1]["msg_id"] in inbound[1]["route"] or inbound[0]["msg_id"] in inbound[1]["route"]
+
+
+def test_a_read_is_asked_afresh_even_with_a_repeated_trans_ido(bus, client):
+    """A read has no idempotency key (DOMAIN.md: "none (read)"): its repeat reaches the peer
+    again (which may answer a TRANS_IDO it knows from memory, as the sandbox does), and each
+    call has its own journal row."""
+    u = seed_users("71")[5]
+    route = ("01", u.msisdn)
+    query = make_args("BankPayment", "QueryBalance", caller="BANK", route=route, SERIAL_NUMBER=u.msisdn)
+    first = client.call("BankPayment", "QueryBalance", query)
+    paid = client.call("BankPayment", "Pay", make_args("BankPayment", "Pay", caller="BANK", route=route,
+                                                       SERIAL_NUMBER=u.msisdn, AMOUNT=555,
+                                                       BANK_SERIAL=f"RD{int(time.time() * 1000)}"))
+    assert paid.rsp_code == "0000"
+    again = client.call("BankPayment", "QueryBalance", query)
+    assert again.rsp_code == first.rsp_code == "0000"
+    trans_ido = query["UNI_BSS_HEAD"]["TRANS_IDO"]
+    assert received(bus, [trans_ido]) == 2
+    inbound = [h for h in bus.bus.journal.hops(trans_ido) if h["direction"] == "in"]
+    assert [h["status"] for h in inbound] == ["ok", "ok"]
 
 
 def test_a_storm_of_the_same_payment_charges_once(bus):
