@@ -59,6 +59,18 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def _percentile(sorted_seconds: list[float], p: float) -> float:
+    """The ``p``th percentile of sorted latencies in seconds, in ms (0.0 when there are none)."""
+    if not sorted_seconds:
+        return 0.0
+    return sorted_seconds[min(len(sorted_seconds) - 1, int(p / 100 * len(sorted_seconds)))] * 1000
+
+
+def _merge(kinds: dict, more: dict) -> None:
+    for name, v in more.items():
+        kinds[name] = kinds.get(name, 0) + v
+
+
 # -- wrk --------------------------------------------------------------------------------------
 def ensure_tool(command: str, package: str) -> str | None:
     """Path of ``command``; installs its Debian ``package`` when missing and running as root."""
@@ -147,7 +159,7 @@ def run_wrk(wrk: str, url: str, body: str, prefix: str, connections: int, durati
 
 
 # -- Python fallback --------------------------------------------------------------------------
-def _worker(args) -> tuple[list[float], dict]:
+def _worker(args) -> tuple[list[float], dict, float]:
     url, body, prefix, first, count, duration = args
     parts = urlsplit(url)
     lock, latencies, kinds = threading.Lock(), [], {}
@@ -186,7 +198,7 @@ def _worker(args) -> tuple[list[float], dict]:
         t.start()
     for t in threads:
         t.join()
-    return latencies, kinds
+    return latencies, kinds, time.monotonic()
 
 
 def run_python(url: str, body: str, prefix: str, connections: int, duration: float) -> LoadResult:
@@ -194,33 +206,20 @@ def run_python(url: str, body: str, prefix: str, connections: int, duration: flo
     procs = max(1, min(os.cpu_count() or 1, connections))
     shares = [connections // procs + (i < connections % procs) for i in range(procs)]
     jobs = [(url, body, prefix, sum(shares[:i]), shares[i], duration) for i in range(procs)]
-    cpu = _children_cpu()
+    cpu, start = _children_cpu(), time.monotonic()
     with multiprocessing.get_context("fork").Pool(procs) as pool:
         parts = pool.map(_worker, jobs)
     cpu = _children_cpu() - cpu
-    latencies = sorted(x for lat, _ in parts for x in lat)
+    latencies = sorted(x for lat, _, _ in parts for x in lat)
     kinds: dict = {}
-    for _, k in parts:
-        for name, v in k.items():
-            kinds[name] = kinds.get(name, 0) + v
-
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000 if latencies else 0.0
-
-    return LoadResult(requests=len(latencies), errors=sum(kinds.values()), seconds=duration,
-                      p50_ms=pct(50), p99_ms=pct(99), generator_cpu_s=cpu, error_kinds=kinds, p999_ms=pct(99.9))
-
-
-def _percentile(sorted_seconds: list[float], p: float) -> float:
-    """The ``p``th percentile of sorted latencies in seconds, in ms (0.0 when there are none)."""
-    if not sorted_seconds:
-        return 0.0
-    return sorted_seconds[min(len(sorted_seconds) - 1, int(p / 100 * len(sorted_seconds)))] * 1000
-
-
-def _merge(kinds: dict, more: dict) -> None:
-    for name, v in more.items():
-        kinds[name] = kinds.get(name, 0) + v
+    for _, k, _ in parts:
+        _merge(kinds, k)
+    # the calls in flight at the deadline are waited for (answered or timed out) and counted,
+    # so the time runs to the last answer
+    seconds = max(float(duration), max(end for _, _, end in parts) - start)
+    return LoadResult(requests=len(latencies), errors=sum(kinds.values()), seconds=seconds,
+                      p50_ms=_percentile(latencies, 50), p99_ms=_percentile(latencies, 99), generator_cpu_s=cpu,
+                      error_kinds=kinds, p999_ms=_percentile(latencies, 99.9))
 
 
 # -- paced (open loop) ----------------------------------------------------------------------------
