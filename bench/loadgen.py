@@ -1,9 +1,13 @@
-"""Closed-loop HTTP load generators for the benchmark: ``wrk`` (preferred) or Python.
+"""HTTP load generators for the benchmark.
 
-Both keep ``connections`` keep-alive connections busy for ``duration`` seconds, POSTing a SOAP
-body in which ``@@TRANS_IDO@@`` (each occurrence) becomes a fresh serial on every request (so an idempotent
-consumer never answers from its cache), and count as an error every answer that is not
-HTTP 200 with ``RSP_CODE 0000`` and every socket error or timeout.
+Closed loop (saturation): ``wrk`` (preferred) or Python keep ``connections`` keep-alive
+connections busy for ``duration`` seconds. Open loop (a given load): :func:`run_paced` sends at
+a fixed rate whatever the answers, from a schedule fixed in advance, and measures each latency
+from the request's scheduled time, so a request that waited for a busy connection counts its
+wait (no coordinated omission). All POST a SOAP body in which ``@@TRANS_IDO@@`` (each
+occurrence) becomes a fresh serial on every request (so an idempotent consumer never answers
+from its cache; a run needs a prefix of its own), and count as an error every answer that is
+not HTTP 200 with ``RSP_CODE 0000`` and every socket error or timeout.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from urllib.parse import urlsplit
 PLACEHOLDER = "@@TRANS_IDO@@"
 OK_MARK = b"RSP_CODE>0000<"  # matches <RSP_CODE> with or without a namespace prefix
 HEADERS = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'}
+TIMEOUT_S = 10.0   # a call not answered in 10 s is an error (wrk's --timeout below)
 
 
 @dataclass
@@ -52,6 +57,18 @@ def serial(prefix: str, worker: int, n: int) -> str:
 def _children_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
+
+
+def _percentile(sorted_seconds: list[float], p: float) -> float:
+    """The ``p``th percentile of sorted latencies in seconds, in ms (0.0 when there are none)."""
+    if not sorted_seconds:
+        return 0.0
+    return sorted_seconds[min(len(sorted_seconds) - 1, int(p / 100 * len(sorted_seconds)))] * 1000
+
+
+def _merge(kinds: dict, more: dict) -> None:
+    for name, v in more.items():
+        kinds[name] = kinds.get(name, 0) + v
 
 
 # -- wrk --------------------------------------------------------------------------------------
@@ -142,7 +159,7 @@ def run_wrk(wrk: str, url: str, body: str, prefix: str, connections: int, durati
 
 
 # -- Python fallback --------------------------------------------------------------------------
-def _worker(args) -> tuple[list[float], dict]:
+def _worker(args) -> tuple[list[float], dict, float]:
     url, body, prefix, first, count, duration = args
     parts = urlsplit(url)
     lock, latencies, kinds = threading.Lock(), [], {}
@@ -181,7 +198,7 @@ def _worker(args) -> tuple[list[float], dict]:
         t.start()
     for t in threads:
         t.join()
-    return latencies, kinds
+    return latencies, kinds, time.monotonic()
 
 
 def run_python(url: str, body: str, prefix: str, connections: int, duration: float) -> LoadResult:
@@ -189,18 +206,118 @@ def run_python(url: str, body: str, prefix: str, connections: int, duration: flo
     procs = max(1, min(os.cpu_count() or 1, connections))
     shares = [connections // procs + (i < connections % procs) for i in range(procs)]
     jobs = [(url, body, prefix, sum(shares[:i]), shares[i], duration) for i in range(procs)]
-    cpu = _children_cpu()
+    cpu, start = _children_cpu(), time.monotonic()
     with multiprocessing.get_context("fork").Pool(procs) as pool:
         parts = pool.map(_worker, jobs)
     cpu = _children_cpu() - cpu
-    latencies = sorted(x for lat, _ in parts for x in lat)
+    latencies = sorted(x for lat, _, _ in parts for x in lat)
     kinds: dict = {}
-    for _, k in parts:
-        for name, v in k.items():
-            kinds[name] = kinds.get(name, 0) + v
+    for _, k, _ in parts:
+        _merge(kinds, k)
+    # the calls in flight at the deadline are waited for (answered or timed out) and counted,
+    # so the time runs to the last answer
+    seconds = max(float(duration), max(end for _, _, end in parts) - start)
+    return LoadResult(requests=len(latencies), errors=sum(kinds.values()), seconds=seconds,
+                      p50_ms=_percentile(latencies, 50), p99_ms=_percentile(latencies, 99), generator_cpu_s=cpu,
+                      error_kinds=kinds, p999_ms=_percentile(latencies, 99.9))
 
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000 if latencies else 0.0
 
-    return LoadResult(requests=len(latencies), errors=sum(kinds.values()), seconds=duration,
-                      p50_ms=pct(50), p99_ms=pct(99), generator_cpu_s=cpu, error_kinds=kinds, p999_ms=pct(99.9))
+# -- paced (open loop) ----------------------------------------------------------------------------
+@dataclass
+class PacedResult(LoadResult):
+    """A :class:`LoadResult` of :func:`run_paced`; latencies count from each scheduled send."""
+    rate: float = 0.0            # requests a second asked for
+    scheduled: int = 0           # requests in the schedule (rate x duration)
+    send_lag_p99_ms: float = 0.0  # how late the 99th percentile request left (a busy connection)
+
+
+def _paced_worker(args) -> tuple[list[float], list[float], dict, float]:
+    """One process's share of the schedule: requests ``share``, ``share + procs``, ... of the
+    run, due at ``start + i / rate``, sent by ``connections`` threads with keep-alive."""
+    url, body, prefix, share, procs, total, rate, start, connections, give_up = args
+    parts = urlsplit(url)
+    lock, latencies, lags, kinds = threading.Lock(), [], [], {}
+    mine = iter(range(share, total, procs))
+
+    def loop() -> None:
+        conn, lat, lag, bad = None, [], [], {}
+        while True:
+            with lock:
+                i = next(mine, None)
+            if i is None:
+                break
+            due = start + i / rate
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            elif time.monotonic() > give_up:   # the target stopped answering: do not send the rest
+                bad["not_sent"] = bad.get("not_sent", 0) + 1
+                continue
+            sent = time.monotonic()
+            data = body.replace(PLACEHOLDER, serial(prefix, share, i // procs)).encode()
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT_S)
+                conn.request("POST", parts.path, data, HEADERS)
+                rsp = conn.getresponse()
+                answer = rsp.read()
+            except (OSError, http.client.HTTPException) as exc:
+                bad[type(exc).__name__] = bad.get(type(exc).__name__, 0) + 1
+                conn = conn.close() if conn else None
+                continue
+            lat.append(time.monotonic() - due)
+            lag.append(max(0.0, sent - due))
+            if rsp.status != 200:
+                bad["bad_status"] = bad.get("bad_status", 0) + 1
+            elif OK_MARK not in answer:
+                bad["bad_code"] = bad.get("bad_code", 0) + 1
+        if conn:
+            conn.close()
+        with lock:
+            latencies.extend(lat)
+            lags.extend(lag)
+            _merge(kinds, bad)
+
+    threads = [threading.Thread(target=loop) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, lags, kinds, time.monotonic()
+
+
+def run_paced(url: str, body: str, prefix: str, rate: float, duration: float,
+              connections: int = 32) -> PacedResult:
+    """Send ``rate`` requests a second for ``duration`` seconds whatever the answers (open loop).
+
+    The schedule is fixed before the first request: request *i* is due at ``start + i / rate``,
+    ``round(rate * duration)`` requests in all. ``connections`` keep-alive ``http.client``
+    connections (threads, spread over one process per core) take the requests in order; a
+    request that finds them all busy leaves late, and its latency still counts from when it
+    was due, so a target that falls behind shows it in the percentiles. Requests still unsent
+    ``TIMEOUT_S`` after the end of the schedule are errors (``not_sent``) and are not sent.
+    ``seconds`` runs from the first due time to the last answer (at least ``duration``), so
+    ``rps`` is the rate asked for when the target keeps up and what it managed when it did not.
+    """
+    if rate <= 0 or duration <= 0 or connections < 1:
+        raise ValueError("run_paced: rate, duration and connections must be positive")
+    total = max(1, round(rate * duration))
+    procs = max(1, min(os.cpu_count() or 1, connections, total))
+    shares = [connections // procs + (i < connections % procs) for i in range(procs)]
+    start = time.monotonic() + 0.2     # CLOCK_MONOTONIC is the same in every process: one schedule
+    give_up = start + duration + TIMEOUT_S
+    jobs = [(url, body, prefix, i, procs, total, rate, start, shares[i], give_up) for i in range(procs)]
+    cpu = _children_cpu()
+    with multiprocessing.get_context("fork").Pool(procs) as pool:
+        parts = pool.map(_paced_worker, jobs)
+    cpu = _children_cpu() - cpu
+    latencies = sorted(x for lat, _, _, _ in parts for x in lat)
+    lags = sorted(x for _, lag, _, _ in parts for x in lag)
+    kinds: dict = {}
+    for _, _, k, _ in parts:
+        _merge(kinds, k)
+    seconds = max(float(duration), max(end for _, _, _, end in parts) - start)
+    return PacedResult(requests=len(latencies), errors=sum(kinds.values()), seconds=seconds,
+                       p50_ms=_percentile(latencies, 50), p99_ms=_percentile(latencies, 99),
+                       p999_ms=_percentile(latencies, 99.9), generator_cpu_s=cpu, error_kinds=kinds,
+                       rate=rate, scheduled=total, send_lag_p99_ms=_percentile(lags, 99))
