@@ -14,6 +14,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.http_layer
 	$(BIN)/python -m bench.outbox
 	$(BIN)/python -m bench.reconcile
 	$(BIN)/python -m bench.cdr
