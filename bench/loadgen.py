@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -201,13 +202,22 @@ def _worker(args) -> tuple[list[float], dict, float]:
     return latencies, kinds, time.monotonic()
 
 
+def _pool(procs: int):
+    """Generator processes (forked) that a SIGTERM ends at once. A forked child inherits its
+    parent's handlers, and the bench's own (exit through ``finally``) would make a worker
+    that the pool terminates while it holds the pool's queue lock leave it held, and the
+    next worker, and the bench, wait for ever."""
+    return multiprocessing.get_context("fork").Pool(procs, initializer=signal.signal,
+                                                     initargs=(signal.SIGTERM, signal.SIG_DFL))
+
+
 def run_python(url: str, body: str, prefix: str, connections: int, duration: float) -> LoadResult:
     """Keep-alive ``http.client`` connections, spread over one process per core."""
     procs = max(1, min(os.cpu_count() or 1, connections))
     shares = [connections // procs + (i < connections % procs) for i in range(procs)]
     jobs = [(url, body, prefix, sum(shares[:i]), shares[i], duration) for i in range(procs)]
     cpu, start = _children_cpu(), time.monotonic()
-    with multiprocessing.get_context("fork").Pool(procs) as pool:
+    with _pool(procs) as pool:
         parts = pool.map(_worker, jobs)
     cpu = _children_cpu() - cpu
     latencies = sorted(x for lat, _, _ in parts for x in lat)
@@ -308,7 +318,7 @@ def run_paced(url: str, body: str, prefix: str, rate: float, duration: float,
     give_up = start + duration + TIMEOUT_S
     jobs = [(url, body, prefix, i, procs, total, rate, start, shares[i], give_up) for i in range(procs)]
     cpu = _children_cpu()
-    with multiprocessing.get_context("fork").Pool(procs) as pool:
+    with _pool(procs) as pool:
         parts = pool.map(_paced_worker, jobs)
     cpu = _children_cpu() - cpu
     latencies = sorted(x for lat, _, _, _ in parts for x in lat)

@@ -28,6 +28,7 @@ the same as JSON to ``bench/results/<UTC timestamp>.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -44,7 +45,8 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
-from bench.loadgen import HEADERS, PLACEHOLDER, ensure_tool, ensure_wrk, run_paced, run_python, run_wrk, serial
+from bench.loadgen import (HEADERS, PLACEHOLDER, _percentile, ensure_tool, ensure_wrk, run_paced, run_python, run_wrk,
+                           serial)
 from bus.cli import CliError, wait_http
 from bus.server import free_port
 from sandbox.store import seed_users
@@ -259,6 +261,28 @@ def drive(label: str, url: str, body: str, prefix: str, args, measured: Server, 
             "generator_cpu_us_per_msg": round(result.generator_cpu_s / result.requests * 1e6, 1) if result.requests else None}
 
 
+def time_in_bus(db_file: Path, prefix: str) -> dict | None:
+    """What each message whose TRANS_IDO starts with ``prefix`` spent in the bus, from its
+    journal: the inbound hop's time (from the moment the bus began to read the request to its
+    answer) minus its call to the peer (the outbound hop's time). Unlike "through the bus minus
+    direct", two runs each with their own share of the machine's hiccups, this is one
+    message's own figure. Percentiles in ms; None when the journal has none."""
+    import sqlite3
+    for _ in range(50):   # a read's row is written just after its answer
+        with contextlib.closing(sqlite3.connect(db_file)) as con:
+            spent = sorted(v / 1000 for (v,) in con.execute(
+                "SELECT i.elapsed_ms - o.elapsed_ms FROM journal i JOIN journal o ON o.msg_id = i.msg_id "
+                "AND o.direction = 'out' WHERE i.direction = 'in' AND i.status = 'ok' AND i.trans_ido LIKE ?",
+                (prefix + "%",)))
+        if spent:
+            break
+        time.sleep(0.1)
+    if not spent:
+        return None
+    return {"messages": len(spent), **{f"p{k}_ms": round(_percentile(spent, p), 3)
+                                       for k, p in (("50", 50), ("99", 99), ("999", 99.9))}}
+
+
 def row(rows: list[dict], label: str) -> dict | None:
     """The result of target ``label`` among ``rows`` (None when it was not run)."""
     return next((r for r in rows if r["target"] == label), None)
@@ -309,6 +333,7 @@ def comparison(data: dict) -> dict:
         "half_added_p50_ms": _minus(h_fast, h_direct, "p50_ms"),
         "half_added_p99_ms": _minus(h_fast, h_direct, "p99_ms"),
         "half_added_p999_ms": _minus(h_fast, h_direct, "p999_ms"),
+        **{f"half_in_bus_p{k}_ms": (data["half_load_time_in_bus"] or {}).get(f"p{k}_ms") for k in ("50", "99", "999")},
         "half_bus_cpu_us_per_msg": h_fast["cpu_us_per_msg"]["bus"] if h_fast else None,
         "half_typed_bus_cpu_us_per_msg": h_typed["cpu_us_per_msg"]["bus-typed"] if h_typed else None,
         "slow_peer_throughput_ratio": _ratio(row(slow, "bus, fast path"), row(slow, "direct sandbox")),
@@ -336,7 +361,7 @@ def targets(data: dict) -> list[dict]:
     def both(a, b):
         return None if a is None or b is None else a and b
 
-    p50, p99 = c["half_added_p50_ms"], c["half_added_p99_ms"]
+    p50, p99 = c["half_in_bus_p50_ms"], c["half_in_bus_p99_ms"]
     out = [
         {"target": "fast path (validation, journal commit): bus CPU a message at saturation",
          "goal": "<= 700 us (stretch 400)",
@@ -350,8 +375,11 @@ def targets(data: dict) -> list[dict]:
          "met": (None if c["bus_cpu_us_per_msg"] is None or c["journal_off_bus_cpu_us_per_msg"] is None else
                  c["bus_cpu_us_per_msg"] - c["journal_off_bus_cpu_us_per_msg"] < c["bus_cpu_us_per_msg"] / 2),
          "stretch_met": None},
-        {"target": "bus-added latency at 50% load (fast path), p50 / p99",
-         "goal": "<= 2 / 10 ms (stretch 1 / 5)", "measured": f"{_f(p50, '+.2f')} / {_f(p99, '+.2f')} ms",
+        {"target": "bus-added latency at 50% load (fast path), p50 / p99: each message's time in the bus "
+                   "(journal)",
+         "goal": "<= 2 / 10 ms (stretch 1 / 5)",
+         "measured": f"{_f(p50, '.2f')} / {_f(p99, '.2f')} ms (through minus direct: "
+                     f"{_f(c['half_added_p50_ms'], '+.2f')} / {_f(c['half_added_p99_ms'], '+.2f')} ms)",
          "met": both(at_most(p50, 2), at_most(p99, 10)), "stretch_met": both(at_most(p50, 1), at_most(p99, 5))},
         {"target": "typed path: bus CPU a message at saturation",
          "goal": "<= 1,500 us",
@@ -435,7 +463,9 @@ def report(data: dict) -> None:
     if data["results_half_load"]:
         print(f"50% load ({_f(c['half_load_rate'], '.1f')} req/s; typed path at {_f(c['typed_half_load_rate'], '.1f')}):"
               f" bus-added latency (fast path minus direct) p50 {_f(c['half_added_p50_ms'], '+.2f')} ms, p99 "
-              f"{_f(c['half_added_p99_ms'], '+.2f')} ms, p99.9 {_f(c['half_added_p999_ms'], '+.2f')} ms; bus CPU a "
+              f"{_f(c['half_added_p99_ms'], '+.2f')} ms, p99.9 {_f(c['half_added_p999_ms'], '+.2f')} ms; each "
+              f"message's time in the bus (journal) p50 {_f(c['half_in_bus_p50_ms'], '.2f')} ms, p99 "
+              f"{_f(c['half_in_bus_p99_ms'], '.2f')} ms, p99.9 {_f(c['half_in_bus_p999_ms'], '.2f')} ms; bus CPU a "
               f"message fast path {_f(c['half_bus_cpu_us_per_msg'], ',.0f')} us, typed path "
               f"{_f(c['half_typed_bus_cpu_us_per_msg'], ',.0f')} us")
     if data["results_slow_peer"]:
@@ -496,7 +526,7 @@ def main(argv=None) -> int:
 
     msisdn = seed_users(PROVINCE)[0].msisdn
     body = query_arrears_envelope(msisdn)
-    results, half, slow_results, stalled = [], [], [], []
+    results, half, slow_results, stalled, in_bus = [], [], [], [], None
     with tempfile.TemporaryDirectory(prefix="bssbus-bench-") as tmp:
         tmp = Path(tmp)
         servers: dict[str, Server] = {}
@@ -564,6 +594,7 @@ def main(argv=None) -> int:
                               rate=rate),
                         drive("bus, typed path", f"{typed.url}/ws/BankPayment", body, "BTH", args, typed, servers,
                               rate=typed_rate)]
+                in_bus = time_in_bus(tmp / "bus.db", "BFHM")   # the fast path's measured messages
             if "slow" in args.rounds:
                 # a province that answers in 30 ms: does the bus keep up with 64 callers?
                 control(sandbox.url, {"peer": f"BILLING-{PROVINCE}", "delay_ms": SLOW_PEER_MS})
@@ -593,6 +624,7 @@ def main(argv=None) -> int:
                             "key committed in SQLite); the typed bus with bus.fast_path false"},
         "results": results,
         "results_half_load": half,
+        "half_load_time_in_bus": in_bus,
         "results_slow_peer": slow_results,
         "results_stalled_peer": stalled,
     }

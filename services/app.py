@@ -121,7 +121,7 @@ class BusApplication:
         exchange = ctx.transport.req_env["bssbus.exchange"]
         message = Message(service=contract.name, operation=operation.name,
                           head=to_dict(head, UniBssHead), body=to_dict(body, operation.request),
-                          raw=exchange.raw, charset=exchange.request.charset)
+                          raw=exchange.raw, charset=exchange.request.charset, received_at=exchange.started)
         try:
             reply = self._process(message, exchange)
         except BusFault as fault:
@@ -139,6 +139,7 @@ class BusApplication:
         data = from_xml(contract, request.operation, request.wrapper, typed=True)
         message = Message(service=contract.name, operation=request.operation, head=data["UNI_BSS_HEAD"],
                           body=data["UNI_BSS_BODY"], raw=exchange.raw, charset=request.charset,
+                          received_at=exchange.started,
                           passthrough=Passthrough(request.envelope, endpoint.schema))
         try:
             reply = self._process(message, exchange)

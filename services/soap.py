@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from dataclasses import dataclass, field
 
 from lxml import etree
@@ -66,6 +67,7 @@ class Exchange:
     fault: BusFault | None = None
     context: dict = field(default_factory=dict)
     soap_version: str = SOAP11   # the Content-Type's guess, then the envelope's namespace
+    started: float = field(default_factory=time.time)   # when the bus began to read it
 
     @property
     def operation(self) -> str | None:
