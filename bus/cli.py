@@ -1,8 +1,8 @@
 """The `bssbus` command.
 
 Sub-commands: serve, sandbox (and sandbox make-bank-file, make-cdr-file), call, demo, routes,
-phase, journal, dlq, hash-password, reconcile, cdr. Each takes --help and --config FILE, and
-exits non-zero with a one-line reason on bad input.
+phase, journal, dlq, hash-password, reconcile, cdr, soapui-project. Each takes --help and
+--config FILE, and exits non-zero with a one-line reason on bad input.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -803,6 +804,33 @@ def cmd_make_cdr_file(args) -> int:
     return 0
 
 
+# -- soapui-project -------------------------------------------------------------------------
+def default_endpoint(settings: Settings) -> str:
+    """Where the configured bus serves: `bssbus serve`'s address (https with server.tls)."""
+    tls = (settings.section("server") or {}).get("tls") or os.environ.get("BSSBUS_TLS_CERT")
+    return f"{'https' if tls else 'http'}://{settings.host}:{settings.port}"
+
+
+def cmd_soapui_project(args) -> int:
+    from bus.security import load_consumers
+    from services.soapui import soapui_project
+
+    settings = _settings(args)
+    endpoint = (args.endpoint or default_endpoint(settings)).rstrip("/")
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", endpoint):
+        raise CliError(f"--endpoint {endpoint!r} is not an http:// or https:// URL")
+    consumers = load_consumers(settings.section("consumers"), {}, {})   # ids and domains; no secret
+    data = soapui_project(endpoint, consumers)
+    try:
+        with open(args.output, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    print(f"wrote {args.output}: a SoapUI project calling {endpoint}/ws/<Service>; fill in the project "
+          "properties <ID>_PASSWORD of the consumers you call as")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from bus.demo import run_demo
     return run_demo(_settings(args), url=args.url, as_json=args.json)
@@ -940,6 +968,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser(
+        "soapui-project", parents=[common], help="write a SoapUI project of every service, for testers",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_paragraphs(
+            "Write a SoapUI 5 project (File > Import Project in SoapUI) holding every service of the bus: one "
+            "interface per WSDL binding (SOAP 1.1 and SOAP 1.2), the contract embedded (WSDL and XSDs as the bus "
+            "serves them), and per operation one request filled from wsdl/examples/, posted to "
+            "<endpoint>/ws/<Service>.\n\n"
+            "Credentials: each request carries a WS-Security UsernameToken (PasswordDigest, Nonce, Created) of the "
+            "consumer its example speaks for (config consumers:, by ORIG_DOMAIN and BANK_CODE), configured in the "
+            "project's WS-Security configurations (one per consumer, named after it). The passwords are project "
+            "properties <ID>_PASSWORD (ICBC_PASSWORD, ESALES_PASSWORD, ...), empty in the file: fill them in "
+            "(Project > Custom Properties). A bus with security.authentication off (the sandbox default of `make "
+            "serve`) takes the requests without them."))
+    p.add_argument("--endpoint", metavar="URL",
+                   help="the bus's base URL (default: the configured bus, bus.host and bus.port: "
+                        "http://127.0.0.1:8080)")
+    p.add_argument("--output", "-o", metavar="FILE", default="bssbus-soapui-project.xml",
+                   help="where to write the project (default bssbus-soapui-project.xml)")
+    p.set_defaults(func=cmd_soapui_project)
+
     p = sub.add_parser("routes", parents=[common], help="print the effective route table",
                        description="Print every route and, for each province, its phase (from the "
                        "cut-over table in the bus database) and targets.")
@@ -1027,6 +1076,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "(comma-separated) and keeping the old one after it.")
     jkey.set_defaults(func=cmd_journal)
     return parser
+
+
+def _paragraphs(text: str) -> str:
+    """``text`` wrapped for a terminal, its paragraphs (split at blank lines) kept apart."""
+    import textwrap
+    return "\n\n".join(textwrap.fill(p, 88) for p in text.split("\n\n"))
 
 
 def _unmasked_options(parser: argparse.ArgumentParser) -> None:

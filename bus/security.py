@@ -437,14 +437,20 @@ def username_token(username: str, password: str, digest: bool = True, nonce: byt
     return security
 
 
+def speaks_for(consumer: Consumer, args: dict) -> bool:
+    """Whether a request (its head and body dicts) speaks for ``consumer``: its ORIG_DOMAIN and,
+    for a bank, its BANK_CODE."""
+    head, body = args.get("UNI_BSS_HEAD") or {}, args.get("UNI_BSS_BODY") or {}
+    return consumer.domain == head.get("ORIG_DOMAIN") and (
+        consumer.bank_code is None or consumer.bank_code == body.get("BANK_CODE"))
+
+
 def login_for(consumers: dict[str, Consumer], digest: bool = True):
     """For a client acting for every consumer (the sandbox's systems, the demo, tests): the
     ``wsse:Security`` header of the consumer a request's head and body speak for, or None."""
     def login(args: dict) -> etree._Element | None:
-        head, body = args.get("UNI_BSS_HEAD") or {}, args.get("UNI_BSS_BODY") or {}
         for consumer in consumers.values():
-            if consumer.domain == head.get("ORIG_DOMAIN") and consumer.password and (
-                    consumer.bank_code is None or consumer.bank_code == body.get("BANK_CODE")):
+            if consumer.password and speaks_for(consumer, args):
                 return username_token(consumer.id, consumer.password, digest)
         return None
     return login

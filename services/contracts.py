@@ -64,6 +64,16 @@ class ContractFiles:
                       lambda m: m.group(1) + address.encode() + m.group(2), data)
         return self._rewrite_locations(data, address)
 
+    def imports(self, name: str) -> list[str]:
+        """Contract file ``name`` and the schema files it imports, transitively, each once (file
+        names, in import order)."""
+        seen = [name]
+        for current in seen:
+            for location in re.findall(rb'schemaLocation="([^"]+)"', self._raw[current]):
+                if Path(location.decode()).name not in seen:
+                    seen.append(Path(location.decode()).name)
+        return seen
+
     def xsd(self, name: str, address: str) -> bytes | None:
         """An imported schema by file name (``address`` is the /ws/<Service> or /ws/common URL
         it is served from), or None when there is no such file."""

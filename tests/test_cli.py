@@ -32,7 +32,8 @@ def bssbus(*args, env=None, timeout=120, cwd=None):
 def test_help_for_every_sub_command():
     top = bssbus("--help")
     assert top.returncode == 0
-    for command in ("serve", "sandbox", "demo", "call", "journal", "routes", "phase", "dlq", "reconcile"):
+    for command in ("serve", "sandbox", "demo", "call", "journal", "routes", "phase", "dlq", "reconcile",
+                    "soapui-project"):
         assert command in top.stdout
         sub = bssbus(command, "--help")
         assert sub.returncode == 0 and "--config" in sub.stdout, command
