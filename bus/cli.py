@@ -82,6 +82,8 @@ def cmd_serve(args) -> int:
     from services.app import BusApplication
 
     settings = _settings(args)
+    if args.threads:   # each peer's max_in_flight defaults to a share of the threads there are
+        settings.raw.setdefault("server", {})["threads"] = args.threads
     host, port = args.host or settings.host, args.port or settings.port
     tls, origins = check_transport(settings)
     ReconConfig.from_settings(settings)   # a wrong files.reconciliation: one line, before anything starts

@@ -332,7 +332,7 @@ class PeerConfig:
     breaker: BreakerConfig = field(default_factory=BreakerConfig)   # one breaker per endpoint (name)
     auth: PeerAuth | None = None
     max_answer_bytes: int = MAX_PEER_ANSWER_BYTES   # a longer answer is refused (Server.PeerFault)
-    max_in_flight: int = 384   # calls to one endpoint at once in a bus process; more: Server.Busy
+    max_in_flight: int = SERVER_THREADS * 3 // 4   # calls to one endpoint at once in a process; more: Server.Busy
 
     def for_province(self, province: str | None, service: str | None = None) -> "PeerConfig":
         """This peer as it is for ``province`` (and ``service``): its override applied, if it has
