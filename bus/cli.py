@@ -1,8 +1,8 @@
 """The `bssbus` command.
 
 Sub-commands: serve, sandbox (and sandbox make-bank-file, make-cdr-file), call, demo, routes,
-phase, journal, dlq, hash-password, reconcile, cdr, soapui-project. Each takes --help and
---config FILE, and exits non-zero with a one-line reason on bad input.
+phase, journal, dlq, hash-password, reconcile, cdr, soapui-project, check-config. Each takes
+--help and --config FILE, and exits non-zero with a one-line reason on bad input.
 """
 from __future__ import annotations
 
@@ -27,12 +27,27 @@ class CliError(Exception):
     """A bad input on the command line: printed as one line, exit status 2."""
 
 
+class InvalidConfig(Exception):
+    """A configuration with problems (bus/config_check.py): each printed on a line, exit status 2."""
+
+    def __init__(self, report):
+        super().__init__(report.summary())
+        self.report = report
+
+
 # -- helpers ------------------------------------------------------------------------------
-def _settings(args) -> Settings:
+def _settings(args, check: bool = False, sandbox: bool = True) -> Settings:
+    """The configuration of ``args``. ``check``: checked whole (every problem, InvalidConfig if
+    any) rather than up to its first problem; ``sandbox``: the sandbox peers will be running."""
     from bus import privacy
-    settings = load_settings(args.config)
+    settings = load_settings(args.config, validate=not check)
     if getattr(args, "db_url", None):
         settings.raw.setdefault("database", {})["url"] = args.db_url
+    if check:
+        from bus.config_check import check_settings
+        report = check_settings(settings, sandbox=sandbox)
+        if not report.ok:
+            raise InvalidConfig(report)
     privacy.configure(settings)   # this config's personal data is masked in this process's logs
     return settings
 
@@ -81,7 +96,7 @@ def cmd_serve(args) -> int:
     from dao.phases import PhaseStore
     from services.app import BusApplication
 
-    settings = _settings(args)
+    settings = _settings(args, check=True, sandbox=not args.no_sandbox)   # every problem, before anything starts
     if args.threads:   # each peer's max_in_flight defaults to a share of the threads there are
         settings.raw.setdefault("server", {})["threads"] = args.threads
     host, port = args.host or settings.host, args.port or settings.port
@@ -96,8 +111,7 @@ def cmd_serve(args) -> int:
         _sandbox_address_file(settings).parent.mkdir(parents=True, exist_ok=True)
         _sandbox_address_file(settings).write_text(url + "\n", encoding="ascii")
         print(f"sandbox peers at {url}/peers/", flush=True)
-    settings.peers  # fail now, in one line, if a peer address cannot be built
-    settings.journal_reads  # or a setting is not one of its values
+    settings.peers  # fail now, in one line, if a peer address cannot be built (the sandbox's is known now)
     journal_cipher()  # and if $BSSBUS_JOURNAL_KEY is unusable
     engine = open_database(settings.db_url)   # migrate and seed the cut-over table once, before the workers fork
     PhaseStore(engine).seed(settings.phases)
@@ -171,7 +185,7 @@ def cmd_sandbox(args) -> int:
     from sandbox.app import SandboxApplication
     from sandbox.auth import gate_for
 
-    settings = _settings(args)
+    settings = _settings(args, check=True)
     host = args.host or settings.section("sandbox").get("host", "127.0.0.1")
     port = args.port or int(settings.section("sandbox").get("port") or 8090)
     db_url = args.db_url or settings.sandbox_db_url
@@ -833,6 +847,19 @@ def cmd_soapui_project(args) -> int:
     return 0
 
 
+def cmd_check_config(args) -> int:
+    """Every problem of the configuration on a line (``where: what``), then a summary; 0 when
+    the bus would start with it, 1 when not."""
+    from bus.config_check import check_config
+    report = check_config(args.config, sandbox=not args.no_sandbox)
+    for problem in report.errors:
+        print(problem)
+    for problem in report.warnings:
+        print(f"warning: {problem}")
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
 def cmd_demo(args) -> int:
     from bus.demo import run_demo
     return run_demo(_settings(args), url=args.url, as_json=args.json)
@@ -858,6 +885,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="gunicorn worker processes")
     p.add_argument("--threads", type=int, help="threads per worker")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "check-config", parents=[common], help="check the configuration; list every problem",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Check config/bus.yaml merged with --config FILE (or $BSSBUS_CONFIG) and the BSSBUS_* "
+        "variables, with the number segments and overrides it names, and print every problem on a line as "
+        "'where: what': a YAML path such as routes[3] (bank-payment).target, or FILE:LINE of a CSV file, "
+        "with \"did you mean ...\" where a name is close to a known one. It finds unknown sections and "
+        "settings, routes naming unknown peers, services or operations, routes without a service or a "
+        "target, consumers naming unknown services, provinces used without a phase, phases other than 2 "
+        "and 3, bad or overlapping number segments, peer passwords that are not set (named by their "
+        "variable or file, never shown) and every value the bus refuses. Warnings (legal, but probably "
+        "not meant) follow, as 'warning: where: what'.\n\n"
+        "Exit status: 0 when the configuration is valid (it prints 'configuration OK: N routes, ...'), "
+        "1 when it is not; `bssbus serve` and `bssbus sandbox` refuse to start on the same problems.")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="check as for `bssbus serve --no-sandbox`: peers at {sandbox} need $BSSBUS_SANDBOX_URL")
+    p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("sandbox", parents=[common], help="run the simulated peers alone",
                        description="Serve every simulated peer at /peers/<kind>[/<province>]/<Service>: "
@@ -1100,6 +1145,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except InvalidConfig as exc:
+        for problem in exc.report.errors:
+            print(f"bssbus {args.command}: error: {problem}", file=sys.stderr)
+        if len(exc.report.errors) > 1:
+            print(f"bssbus {args.command}: {len(exc.report.errors)} problems in the configuration; nothing started",
+                  file=sys.stderr)
+        return 2
     except (CliError, ConfigError) as exc:
         print(f"bssbus {args.command}: error: {exc}", file=sys.stderr)
         return 2

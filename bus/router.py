@@ -27,6 +27,9 @@ def is_3g_user(message: Message) -> bool:
 
 
 DELIVERIES = ("sync", "store-and-forward")
+#: The settings of a route, and of one of its further recipients (``also:``).
+ROUTE_KEYS = ("name", "service", "operations", "operation", "caller", "delivery", "target", "also")
+RECIPIENT_KEYS = ("target", "when")
 
 # Conditions a recipient can be given with ``when:`` in the route table, by name.
 CONDITIONS = {"3g_user": is_3g_user}

@@ -214,6 +214,11 @@ def load_consumers(spec: dict | None, secrets_spec: dict, env) -> dict[str, Cons
     return out
 
 
+def consumer_password_variable(cid: str) -> str:
+    """The environment variable holding consumer ``cid``'s password: BSSBUS_CONSUMER_<ID>_PASSWORD."""
+    return f"BSSBUS_CONSUMER_{_env_name(cid)}_PASSWORD"
+
+
 def _env_name(cid: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in str(cid)).upper()
 

@@ -97,66 +97,96 @@ class SegmentTable:
     def from_files(cls, ranges: Path, overrides: Path | None = None) -> "SegmentTable":
         begins, ends, segments = [], [], []
         interned: dict[tuple, Segment] = {}
-        lines = _csv_rows(ranges)
-        header = next(lines, (1, None))[1]
-        if not header or header[:3] != ["begin_msisdn", "end_msisdn", "province_code"]:
-            raise SegmentError(f"{ranges}: the first line must be "
-                               "begin_msisdn,end_msisdn,province_code[,province,city,area_code]")
-        rows = []
-        for lineno, row in lines:
-            if not row:
-                continue
-            try:
-                begin, end = int(row[0]), int(row[1])
-            except (ValueError, IndexError):
-                raise SegmentError(f"{ranges}:{lineno}: begin and end must be numbers") from None
-            if begin > end or len(row[0]) != 11 or len(row[1]) != 11:
-                raise SegmentError(f"{ranges}:{lineno}: {row[0][:20]}-{row[1][:20]} is not a range of "
-                                   "11-digit numbers")
-            rows.append((begin, end, tuple(row[2:6]) + ("",) * (6 - len(row)), lineno))
-        rows.sort()
-        for (begin, end, info, lineno), prev in zip(rows, [None] + rows[:-1]):
-            if prev is not None and begin <= prev[1]:
-                raise SegmentError(f"{ranges}:{lineno}: range {begin}-{end} overlaps "
-                                   f"{prev[0]}-{prev[1]} (line {prev[3]})")
+        for begin, end, info, _lineno in read_ranges(ranges):
             seg = interned.get(info)
             if seg is None:
                 seg = interned[info] = Segment(*info[:4])
             begins.append(begin)
             ends.append(end)
             segments.append(seg)
-        moved = {}
-        if overrides is not None and overrides.exists():
-            lines = _csv_rows(overrides)
-            names = next(lines, (1, []))[1]
-            for lineno, row in lines:
-                if not row:
-                    continue
-                fields = dict(zip(names, row))
-                number = (fields.get("msisdn") or "").strip()
-                code = (fields.get("province_code") or "").strip()
-                if len(number) != 11 or not number.isdigit() or not code:
-                    raise SegmentError(f"{overrides}:{lineno}: need an 11-digit msisdn and a province_code")
-                moved[number] = Segment(code, override=True)
+        moved = {number: Segment(code, override=True)
+                 for _lineno, number, code in read_overrides(overrides)} if overrides is not None else {}
         return cls(begins, ends, segments, moved)
 
 
-def _csv_rows(path: Path):
-    """(line number, fields) of each line of a UTF-8 CSV file of at most MAX_FILE_BYTES; any
-    problem is a SegmentError naming the file and line."""
+def _refuse(where: str, what: str) -> None:
+    raise SegmentError(f"{where}: {what}")
+
+
+def read_ranges(ranges: Path, report=_refuse) -> list[tuple[int, int, tuple, int]]:
+    """The ranges of a segment file as (begin, end, (province_code, province, city, area_code),
+    line number), in number order. Each bad line or overlap is handed to ``report(where, what)``
+    (``where``: the file and line); by default the first one is a SegmentError. A reporter that
+    returns lets the reading go on: the bad line (or the later of two overlapping ranges) is left out."""
+    lines = _csv_rows(ranges, report)
+    header = next(lines, (1, None))[1]
+    if not header or header[:3] != ["begin_msisdn", "end_msisdn", "province_code"]:
+        report(f"{ranges}:1", "the first line must be begin_msisdn,end_msisdn,province_code[,province,city,area_code]")
+        return []
+    rows = []
+    for lineno, row in lines:
+        if not row:
+            continue
+        try:
+            begin, end = int(row[0]), int(row[1])
+        except (ValueError, IndexError):
+            report(f"{ranges}:{lineno}", "begin and end must be numbers")
+            continue
+        if begin > end or len(row[0]) != 11 or len(row[1]) != 11:
+            report(f"{ranges}:{lineno}", f"{row[0][:20]}-{row[1][:20]} is not a range of 11-digit numbers")
+            continue
+        if len(row) < 3 or not row[2].strip():
+            report(f"{ranges}:{lineno}", f"range {begin}-{end} names no province_code")
+            continue
+        rows.append((begin, end, tuple(row[2:6]) + ("",) * (6 - len(row)), lineno))
+    rows.sort()
+    kept = []
+    for row in rows:
+        if kept and row[0] <= kept[-1][1]:
+            prev = kept[-1]
+            report(f"{ranges}:{row[3]}", f"range {row[0]}-{row[1]} overlaps {prev[0]}-{prev[1]} (line {prev[3]})")
+            continue
+        kept.append(row)
+    return kept
+
+
+def read_overrides(overrides: Path, report=_refuse) -> list[tuple[int, str, str]]:
+    """(line number, msisdn, province code) of each line of an override file (none if the file
+    does not exist); bad lines are handed to ``report`` as in :func:`read_ranges`."""
+    if not overrides.exists():
+        return []
+    out = []
+    lines = _csv_rows(overrides, report)
+    names = next(lines, (1, []))[1]
+    for lineno, row in lines:
+        if not row:
+            continue
+        fields = dict(zip(names, row))
+        number = (fields.get("msisdn") or "").strip()
+        code = (fields.get("province_code") or "").strip()
+        if len(number) != 11 or not number.isdigit() or not code:
+            report(f"{overrides}:{lineno}", "need an 11-digit msisdn and a province_code")
+            continue
+        out.append((lineno, number, code))
+    return out
+
+
+def _csv_rows(path: Path, report=_refuse):
+    """(line number, fields) of each line of a UTF-8 CSV file of at most MAX_FILE_BYTES; a file
+    that cannot be read is handed to ``report`` (by default a SegmentError naming the file and
+    line), and then yields nothing more."""
     try:
         with open(path, "rb") as fh:
             data = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise SegmentError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+        return report(str(path), f"cannot be read: {exc.strerror or exc}")
     if len(data) > MAX_FILE_BYTES:
-        raise SegmentError(f"{path}: larger than {MAX_FILE_BYTES} bytes; refused")
+        return report(str(path), f"larger than {MAX_FILE_BYTES} bytes; refused")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise SegmentError(f"{path}:{line}: not UTF-8 "
-                           f"({data[exc.start:exc.start + 1]!r} cannot be decoded)") from None
+        return report(f"{path}:{line}", f"not UTF-8 ({data[exc.start:exc.start + 1]!r} cannot be decoded)")
     reader = csv.reader(io.StringIO(text, newline=""))
     while True:
         try:
@@ -164,7 +194,7 @@ def _csv_rows(path: Path):
         except StopIteration:
             return
         except csv.Error as exc:   # a NUL byte, a field over csv's size limit, a broken quote
-            raise SegmentError(f"{path}:{reader.line_num}: not a CSV line this table can read ({exc})") from None
+            return report(f"{path}:{reader.line_num}", f"not a CSV line this table can read ({exc})")
         yield reader.line_num, row
 
 

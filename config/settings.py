@@ -38,6 +38,18 @@ ENV_OVERRIDES = {
 }
 
 PHASES = (2, 3)
+
+
+def parse_phase(value, where: str) -> int:
+    """A phase of the configuration (2 or 3; "2" is taken too); ConfigError saying where if not."""
+    try:
+        phase = int(value)
+    except (TypeError, ValueError):
+        phase = None
+    if isinstance(value, bool) or phase not in PHASES or (isinstance(value, float) and value != phase):
+        raise ConfigError(f"{where}: phase {value!r} is not one of {', '.join(map(str, PHASES))} "
+                          "(2: the province's own systems, 3: HQ's)")
+    return phase
 PROJECT_DIR = CONFIG_DIR.parent
 
 #: The parser limits of every SOAP endpoint (services.inbound.Limits), ``bus.<name>`` in
@@ -308,6 +320,11 @@ class PeerAuth:
         return password, str(path)
 
 
+#: The settings of ``peers.<key>`` and of a province's override ``peers.<key>.provinces."NN"``.
+PEER_KEYS = ("adapter", "name", "url", "timeout", "provinces", "auth", "breaker", "max_answer_bytes",
+             "max_in_flight")
+PEER_PROVINCE_KEYS = ("adapter", "name", "url", "timeout", "auth", "services")
+
 #: Threads of a bus worker (``server.threads``): each call in flight holds one (README "Performance").
 SERVER_THREADS = 512
 
@@ -502,7 +519,8 @@ class Settings:
 
     @property
     def phases(self) -> dict[str, int]:
-        return {str(code): int(phase) for code, phase in (self.raw.get("provinces") or {}).items()}
+        return {str(code): parse_phase(phase, f"provinces.{code}")
+                for code, phase in (self.raw.get("provinces") or {}).items()}
 
     @property
     def phase_refresh_seconds(self) -> float:
@@ -610,9 +628,7 @@ class Settings:
         self.limits  # noqa: B018 - each one checked
         self.max_peer_answer_bytes  # noqa: B018
         self.cdr_files  # noqa: B018
-        for code, phase in (self.raw.get("provinces") or {}).items():
-            if int(phase) not in PHASES:
-                raise ConfigError(f"provinces.{code}: phase {phase} is not one of {PHASES}")
+        self.phases  # noqa: B018 - each phase 2 or 3
         peers = self.raw.get("peers") or {}
         for key, spec in peers.items():
             self.peer_breaker(key)
@@ -628,16 +644,17 @@ class Settings:
                                                for a in route.get("also") or ()]:
                 targets += list(target.values()) if isinstance(target, dict) else [target]
                 for phase in target if isinstance(target, dict) else ():
-                    if int(phase) not in PHASES:
-                        raise ConfigError(f"{where}: phase {phase} is not one of {PHASES}")
+                    parse_phase(phase, f"{where}.target")
             for peer in targets:
                 if peer not in peers:
                     raise ConfigError(f"{where}: target peer {peer!r} is not configured"
                                       f"{did_you_mean(peer, peers)}")
 
 
-def load_settings(path: str | os.PathLike | None = None, env: dict | None = None) -> Settings:
-    """Load the default config, merge ``path`` (or $BSSBUS_CONFIG) over it, apply BSSBUS_*."""
+def load_settings(path: str | os.PathLike | None = None, env: dict | None = None,
+                  validate: bool = True) -> Settings:
+    """Load the default config, merge ``path`` (or $BSSBUS_CONFIG) over it, apply BSSBUS_*; then
+    :meth:`Settings.validate` it, unless ``validate`` is false (bus/config_check.py checks it whole)."""
     env = os.environ if env is None else env
     raw = read_yaml(DEFAULT_CONFIG)
     source = [str(DEFAULT_CONFIG)]
@@ -650,5 +667,6 @@ def load_settings(path: str | os.PathLike | None = None, env: dict | None = None
             raw.setdefault(section, {})[key] = env[var]
             source.append(var)
     settings = Settings(raw, source, env)
-    settings.validate()
+    if validate:
+        settings.validate()
     return settings

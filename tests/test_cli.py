@@ -33,7 +33,7 @@ def test_help_for_every_sub_command():
     top = bssbus("--help")
     assert top.returncode == 0
     for command in ("serve", "sandbox", "demo", "call", "journal", "routes", "phase", "dlq", "reconcile",
-                    "soapui-project"):
+                    "soapui-project", "check-config"):
         assert command in top.stdout
         sub = bssbus(command, "--help")
         assert sub.returncode == 0 and "--config" in sub.stdout, command
@@ -261,3 +261,51 @@ def test_serve_refuses_a_bad_reconciliation_setting_before_starting_anything(tmp
     out = bssbus("serve", "--config", str(bad), "--port", str(free_port()))
     assert out.returncode == 2 and "files.reconciliation: page_size 1..10000" in out.stderr
     assert not (tmp_path / "var").exists()   # no sandbox was started
+
+
+BROKEN = """
+bsu: {port: 8080}
+provinces: {"51": 4}
+routes:
+  - name: bank-payments
+    service: BankPayment
+    target: {2: province_biling, 3: hq_billing}
+"""
+
+
+def test_check_config_exit_codes_and_lines(tmp_path):
+    ok = bssbus("check-config", env={"BSSBUS_CONFIG": ""})
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.strip().splitlines() == [
+        "configuration OK: 18 routes, 6 peers, 31 provinces, 7 consumers, 33862 number segments, 1 number override"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BROKEN, encoding="utf-8")
+    out = bssbus("check-config", "--config", str(bad))
+    assert out.returncode == 1, out.stdout + out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[:3] == [
+        'bsu: unknown section (did you mean "bus"?); the configuration has ' + lines[0].split(" has ", 1)[1],
+        "provinces.51: phase 4 is not one of 2, 3 (2: the province's own systems, 3: HQ's)",
+        "routes[0] (bank-payments).target.2: peer 'province_biling' is not configured (did you mean "
+        '"province_billing"?); the peers are hq_crm, hq_billing, topup, esales, province_crm, province_billing']
+    assert lines[-1] == f"3 problems in the configuration (config/bus.yaml + {bad}): the bus does not start with it"
+    missing = bssbus("check-config", "--config", str(tmp_path / "none.yaml"))
+    assert missing.returncode == 1 and "does not exist" in missing.stdout
+    helped = bssbus("check-config", "--help")
+    assert helped.returncode == 0 and "did you mean" in helped.stdout and "Exit status" in helped.stdout
+
+
+def test_serve_refuses_an_invalid_configuration_with_every_problem(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("bus: {data_dir: %s}\n%s" % (tmp_path / "var", BROKEN), encoding="utf-8")
+    out = bssbus("serve", "--config", str(bad), "--port", str(free_port()))
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert [line.split(": ")[1] for line in lines[:3]] == [
+        "error", "error", "error"] and lines[0].startswith("bssbus serve: error: bsu: unknown section")
+    assert "routes[0] (bank-payments).target.2: peer 'province_biling'" in lines[2]
+    assert lines[3] == "bssbus serve: 3 problems in the configuration; nothing started"
+    assert "serving" not in out.stdout and "sandbox peers at" not in out.stdout
+    assert not (tmp_path / "var").exists()   # no sandbox, no database
+    sandbox = bssbus("sandbox", "--config", str(bad), "--port", str(free_port()))
+    assert sandbox.returncode == 2 and "province_biling" in sandbox.stderr and not (tmp_path / "var").exists()
