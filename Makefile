@@ -18,6 +18,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.outbox
 	$(BIN)/python -m bench.reconcile
 	$(BIN)/python -m bench.cdr
+	$(BIN)/python -m bench.journal
 
 hostile: $(STAMP)
 	$(BIN)/python -m bench.hostile

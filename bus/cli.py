@@ -446,15 +446,23 @@ def cmd_journal(args) -> int:
     if unmasked and not raw:
         raise CliError("--unmasked shows the raw messages: give --raw with it")
     operator = _unmasked_viewer(args, settings) if unmasked else None
-    journal = Journal(open_database(settings.db_url))   # an unreadable row: JournalKeyError, one line
+    if args.action == "search":
+        since, until = _moment(args.since, "--since"), _moment(args.until, "--until")
+        if args.limit < 1:
+            raise CliError("--limit must be at least 1")
+        if since and until and since >= until:
+            raise CliError("--since must be before --until")
+    engine = open_database(settings.db_url)
+    journal = Journal(engine)   # an unreadable row: JournalKeyError, one line
+    if args.action == "trace":
+        return _trace(args, journal, engine)
     if args.action == "show":
         rows = journal.hops(args.key)
         if not rows:
             raise CliError(f"no message with TRANS_IDO, PROC_ID or id {args.key!r} in the journal")
     else:
-        rows = journal.search(msisdn=args.msisdn, trans_ido=args.trans_ido, proc_id=args.proc_id,
-                              service=args.service, operation=args.operation, status=args.status,
-                              limit=args.limit)
+        rows = journal.search(since=since, until=until, limit=args.limit,
+                              **{key: getattr(args, key) for key in journal.SEARCH_KEYS})
     if operator:
         _audit_unmasked(journal, operator, rows, f"journal of {args.key}")
         rows = [dict(r, **{k: decode_xml(r[k]) for k in ("request", "response") if r.get(k) is not None})
@@ -464,12 +472,81 @@ def cmd_journal(args) -> int:
         rows = [masking.mask_hop(r) for r in rows]
     if args.json:
         _print_json([{k: v for k, v in r.items() if raw or k not in ("request", "response")} for r in rows])
+    elif args.action == "search":
+        for line in search_table(rows):
+            print(line)
+        if not rows:
+            print("no hop matches (`bssbus journal search --help` lists the keys)")
     else:
         for row in rows:
             print(format_hop(row, masked=False))   # masked above, unless asked otherwise
             for key in ("request", "response") if raw else ():
                 if row.get(key):
                     print(f"    {key}: {row[key]}")
+    return 0
+
+
+SEARCH_COLUMNS = (("time (UTC)", 23), ("dir", 3), ("service.operation", 30), ("from", 6), ("to", 10),
+                  ("result", 16), ("ms", 6), ("TRANS_IDO", 28), ("keys", 0))
+
+
+def search_table(rows: list[dict]) -> list[str]:
+    """Hops as a table: one line each, newest first (as found), personal data masked already."""
+    def cells(row):
+        when = row["started_at"].strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if row.get("started_at") else ""
+        result = " ".join(str(v) for v in (row["status"], row.get("fault_code") or row.get("rsp_code")) if v)
+        ms = f"{row['elapsed_ms']:.0f}" if row.get("elapsed_ms") is not None else ""
+        keys = " ".join(f"{label}={row[k]}" for label, k in (("number", "msisdn"), ("serial", "serial"),
+                                                              ("order", "order_id"), ("PROC_ID", "proc_id"))
+                        if row.get(k))
+        return (when, row["direction"], f"{row.get('service')}.{row.get('operation')}", row.get("source") or "",
+                row.get("target") or "", result, ms, row.get("trans_ido") or "", keys)
+
+    def line(values):
+        return "  ".join(str(v).rjust(w) if name == "ms" else str(v).ljust(w)
+                         for (name, w), v in zip(SEARCH_COLUMNS, values)).rstrip()
+    if not rows:
+        return []
+    return [line(name for name, _ in SEARCH_COLUMNS)] + [line(cells(r)) for r in rows]
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _moment(text: str | None, flag: str):
+    """A --since/--until value: ISO 8601 (a date, or a date and time; UTC unless it carries an
+    offset) or an age back from now: 90s, 15m, 2h, 3d, 1w."""
+    from datetime import datetime, timedelta, timezone
+    if not text:
+        return None
+    text = text.strip()
+    if text[:-1].isdigit() and text[-1:].lower() in _UNITS:
+        return datetime.now(timezone.utc) - timedelta(seconds=int(text[:-1]) * _UNITS[text[-1].lower()])
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"{flag} {text!r}: give an ISO time (2026-11-27, 2026-11-27T10:30, "
+                       "2026-11-27T18:30+08:00) or an age such as 30m, 2h, 3d") from None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def _trace(args, journal, engine) -> int:
+    """`journal trace KEY`: the timeline of a flow (bus/trace.py), personal data masked."""
+    from bus.privacy import policy
+    from bus.trace import render, timeline
+    from dao.outbox import OutboxStore
+    hops = journal.trace(args.key)
+    if not hops:
+        raise CliError(f"no message with PROC_ID, TRANS_IDO or id {args.key!r} in the journal "
+                       "(`bssbus journal search` finds one by number, serial, order id or time)")
+    masking = policy()
+    hops = [masking.mask_hop(h) for h in hops]
+    trace = timeline(hops, OutboxStore(engine).of_messages(h["msg_id"] for h in hops), mask=masking.mask_text)
+    if args.json:
+        _print_json(dict(key=args.key, **trace))
+    else:
+        for line in render(trace, args.key):
+            print(line)
     return 0
 
 
@@ -529,13 +606,22 @@ def cmd_dlq(args) -> int:
         if outbox.replay(row["id"]):
             journal.record(msg_id=row["msg_id"], direction="adm", service=row["service"],
                            operation=row["operation"], trans_ido=row["trans_ido"], source=args.by,
-                           target=row["peer_name"], province=row["province"], status="replayed",
+                           proc_id=_proc_id(row), target=row["peer_name"], province=row["province"],
+                           status="replayed",
                            route=f"dead letter {row['id']} replayed by {args.by}",
                            error=(row["last_error"] or "")[:1000])
             print(f"replayed {row['id']}: {row['service']}.{row['operation']} -> {row['peer_name']}")
     if not rows:
         print("no dead letters to replay")
     return 0
+
+
+def _proc_id(row: dict) -> str | None:
+    """The PROC_ID of an outbox row's message (its flow), for the journal's audit rows."""
+    try:
+        return (json.loads(row["message"]).get("head") or {}).get("PROC_ID")
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def _discard(args, outbox, journal) -> int:
@@ -556,7 +642,8 @@ def _discard(args, outbox, journal) -> int:
         if outbox.discard(row["id"], reason):
             journal.record(msg_id=row["msg_id"], direction="adm", service=row["service"],
                            operation=row["operation"], trans_ido=row["trans_ido"], source=args.by,
-                           target=row["peer_name"], province=row["province"], status="discarded",
+                           proc_id=_proc_id(row), target=row["peer_name"], province=row["province"],
+                           status="discarded",
                            route=f"dead letter {row['id']} discarded by {args.by}",
                            error=f"{args.reason} (last error: {row['last_error'] or ''})"[:1000])
             print(f"discarded {what}")
@@ -1099,7 +1186,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("journal", parents=[common], help="find messages and show their hops",
                        description="`journal show KEY` prints every hop of the message whose TRANS_IDO, "
-                       "PROC_ID or id is KEY; `journal search` lists hops by field. Personal data is "
+                       "PROC_ID or id is KEY; `journal search` lists hops by field and time; `journal "
+                       "trace PROC_ID` shows a business flow as a timeline. Personal data is "
                        "masked; `journal show KEY --raw --unmasked --operator NAME` shows it to an operator "
                        "with the role raw-reader, and journals that view. An encrypted journal "
                        "($BSSBUS_JOURNAL_KEY) needs its key to be read.")
@@ -1109,11 +1197,36 @@ def build_parser() -> argparse.ArgumentParser:
     jshow.add_argument("--raw", action="store_true",
                        help="print the raw XML of each hop (personal data masked unless --unmasked)")
     _unmasked_options(jshow)
-    jsearch = jsub.add_parser("search", parents=[common], help="hops by number, serial, service...")
-    for flag in ("msisdn", "trans-ido", "proc-id", "service", "operation", "status"):
-        jsearch.add_argument(f"--{flag}")
-    jsearch.add_argument("--limit", type=int, default=50)
-    for q in (jshow, jsearch):
+    jsearch = jsub.add_parser(
+        "search", parents=[common], help="hops by number, serial, order id, peer, status, time...",
+        description="Hops matching every key given, newest first. Each key is indexed, so a search "
+        "answers quickly on a large journal. Times are UTC.")
+    jsearch.add_argument("--msisdn", metavar="NUMBER", help="the phone number the message is about")
+    jsearch.add_argument("--trans-ido", metavar="T", help="one message's TRANS_IDO")
+    jsearch.add_argument("--proc-id", metavar="P", help="a business flow's PROC_ID")
+    jsearch.add_argument("--serial", "--bank-serial", metavar="S",
+                         help="a payment's or reversal's BANK_SERIAL, or a top-up's TOPUP_SERIAL")
+    jsearch.add_argument("--order-id", metavar="ID", help="ORDER_ID: an order, its work order and notices")
+    jsearch.add_argument("--service", help="e.g. BankPayment")
+    jsearch.add_argument("--operation", help="e.g. Pay")
+    jsearch.add_argument("--peer", metavar="NAME", help="the peer called (or routed to), e.g. BILLING-51")
+    jsearch.add_argument("--status", help="ok, fault, error, accepted, duplicate, received; "
+                         "dead, replayed, discarded, unmasked (direction adm)")
+    jsearch.add_argument("--direction", choices=("in", "out", "adm"),
+                         help="in: from a caller; out: to a peer; adm: dead letters, replays, views")
+    jsearch.add_argument("--since", metavar="TIME", help="from TIME: ISO (2026-11-27T10:00, UTC unless "
+                         "it has an offset) or an age (30m, 2h, 3d)")
+    jsearch.add_argument("--until", metavar="TIME", help="before TIME (same forms as --since)")
+    jsearch.add_argument("--limit", type=int, default=50, help="at most this many hops (default 50)")
+    jtrace = jsub.add_parser(
+        "trace", parents=[common], help="one business flow across all its hops, in time order",
+        description="Every hop of the messages of a flow (the PROC_ID they share; or one message by its "
+        "TRANS_IDO) as a timeline: each inbound request and its answer, the routing decision (the "
+        "route that matched and its target), each call or delivery attempt with its outcome and time, "
+        "dead letters, replays and discards, and where each stored copy is now (the outbox). "
+        "Personal data is masked.")
+    jtrace.add_argument("key", metavar="PROC_ID", help="a PROC_ID (or a TRANS_IDO, or a message id)")
+    for q in (jshow, jsearch, jtrace):
         q.add_argument("--json", action="store_true")
         q.add_argument("--db-url", help="the journal database (default: the config's)")
         q.set_defaults(func=cmd_journal)

@@ -104,7 +104,8 @@ class Bus:
         """The journal columns of ``message``'s inbound hop that are known when it arrives."""
         return dict(msg_id=message.msg_id, direction="in", service=message.service,
                     operation=message.operation, trans_ido=message.trans_ido, proc_id=message.proc_id,
-                    msisdn=message.msisdn, source=message.caller, request=mask_passwords(message.raw),
+                    msisdn=message.msisdn, serial=message.serial, order_id=message.order_id,
+                    source=message.caller, request=mask_passwords(message.raw),
                     consumer=getattr(message.consumer, "id", None))
 
     def receive(self, message: Message) -> int:
@@ -241,7 +242,8 @@ class Bus:
         message.hops.append(dict(
             msg_id=message.msg_id, direction="out", service=message.service,
             operation=message.operation, trans_ido=message.trans_ido, proc_id=message.proc_id,
-            msisdn=message.msisdn, province=decision.province, source="BUS",
+            msisdn=message.msisdn, serial=message.serial, order_id=message.order_id,
+            province=decision.province, source="BUS",
             target=decision.peer_name, route=decision.describe()[:200], status=status,
             rsp_code=reply.rsp_code if reply else (fault.rsp_code if fault else None),
             fault_code=fault.code if fault else None,

@@ -70,6 +70,17 @@ class Message:
         body = self.body or {}
         return body.get("SERIAL_NUMBER") or (body.get("USER") or {}).get("SERIAL_NUMBER")
 
+    @property
+    def serial(self) -> str | None:
+        """The transaction's serial: a payment's or reversal's BANK_SERIAL, a top-up's TOPUP_SERIAL."""
+        body = self.body or {}
+        return body.get("BANK_SERIAL") or body.get("TOPUP_SERIAL")
+
+    @property
+    def order_id(self) -> str | None:
+        """The order the message is about (ORDER_ID: an order, its work order, its notices)."""
+        return (self.body or {}).get("ORDER_ID")
+
 
 @dataclass
 class Reply:

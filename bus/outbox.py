@@ -119,6 +119,18 @@ def accept(bus, message: Message, decision: Decision, claim_key: bool = True) ->
     return reply
 
 
+def dead_letter_hop(message: Message, row: dict, attempts: int, fault: BusFault) -> dict:
+    """The journal's record (direction ``adm``, status ``dead``) of a message whose attempts
+    are spent: written with its last attempt, so `bssbus journal trace` shows when it became
+    a dead letter (DeadLetterChannel) and why."""
+    return dict(msg_id=message.msg_id, direction="adm", service=message.service, operation=message.operation,
+                trans_ido=message.trans_ido, proc_id=message.proc_id, msisdn=message.msisdn,
+                serial=message.serial, order_id=message.order_id, province=row["province"], source="BUS",
+                target=row["peer_name"], status="dead", fault_code=fault.code, rsp_code=fault.rsp_code,
+                route=f"outbox {row['id']}: a dead letter after {attempts} attempt(s)"[:200],
+                error=fault.message[:1000], started_at=now())
+
+
 def _peer_key(decision: Decision) -> str:
     return decision.peer.key.split("[", 1)[0]   # a province override keeps its peer's key
 
@@ -190,6 +202,8 @@ class Forwarder:
         except BusFault as fault:
             spent = attempt >= self.policy.max_attempts
             when = None if spent else now() + timedelta(seconds=self.policy.delay(attempt))
+            if spent:
+                message.hops.append(dead_letter_hop(message, row, attempt, fault))
             self._settle(message, OutboxStore.failed_statement(
                 row["id"], attempt, f"attempt {attempt}: {fault.code}: {fault.message}", when))
             if spent:

@@ -198,16 +198,57 @@ class Journal:
                                 .order_by(T.c.started_at, T.c.id)).mappings().all()
         return _opened(rows, self.cipher)
 
-    def search(self, *, msisdn=None, trans_ido=None, proc_id=None, service=None, operation=None,
-               status=None, limit=50) -> list[dict]:
-        self.before_read()
-        query = select(T).order_by(T.c.id.desc()).limit(limit)
-        for column, value in ((T.c.msisdn, msisdn), (T.c.trans_ido, trans_ido), (T.c.proc_id, proc_id),
-                              (T.c.service, service), (T.c.operation, operation), (T.c.status, status)):
+    #: ``search`` keyword -> the column it matches (each one indexed; see JournalEntry)
+    SEARCH_KEYS = {"msisdn": T.c.msisdn, "trans_ido": T.c.trans_ido, "proc_id": T.c.proc_id,
+                   "serial": T.c.serial, "order_id": T.c.order_id, "service": T.c.service,
+                   "operation": T.c.operation, "peer": T.c.target, "status": T.c.status,
+                   "direction": T.c.direction}
+
+    def search_query(self, *, since: datetime | None = None, until: datetime | None = None, limit: int = 50,
+                     **keys):
+        """The SELECT of :meth:`search` (the bench reads its plan)."""
+        unknown = set(keys) - set(self.SEARCH_KEYS)
+        if unknown:
+            raise TypeError(f"journal search has no key {', '.join(sorted(unknown))}")
+        query = select(T).order_by(T.c.started_at.desc(), T.c.id.desc()).limit(limit)
+        for name, value in keys.items():
             if value:
-                query = query.where(column == value)
+                query = query.where(self.SEARCH_KEYS[name] == value)
+        if since is not None:
+            query = query.where(T.c.started_at >= _as_utc(since))
+        if until is not None:
+            query = query.where(T.c.started_at < _as_utc(until))
+        return query
+
+    def search(self, *, since: datetime | None = None, until: datetime | None = None, limit: int = 50,
+               **keys) -> list[dict]:
+        """Hops matching every key given (``msisdn``, ``trans_ido``, ``proc_id``, ``serial``,
+        ``order_id``, ``service``, ``operation``, ``peer``: the target, ``status``,
+        ``direction``) that started in [since, until), newest first, at most ``limit``."""
+        self.before_read()
+        query = self.search_query(since=since, until=until, limit=limit, **keys)
         with self.engine.connect() as conn:
             return _opened(conn.execute(query).mappings().all(), self.cipher)
+
+    def trace_query(self, key: str):
+        """The SELECT of :meth:`hops` without the raw bytes (what a trace shows)."""
+        ids = select(T.c.msg_id).where(or_(T.c.trans_ido == key, T.c.proc_id == key, T.c.msg_id == key))
+        columns = [c for c in T.columns if c.name not in RAW_COLUMNS]
+        return select(*columns).where(T.c.msg_id.in_(ids)).order_by(T.c.started_at, T.c.id)
+
+    def trace(self, key: str) -> list[dict]:
+        """Every hop of every message of the flow ``key`` (a PROC_ID, a TRANS_IDO or a message
+        id) in time order, without their raw bytes (nothing to decrypt)."""
+        self.before_read()
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(self.trace_query(key)).mappings()]
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """The journal's times are UTC (naive ones are taken as UTC)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
 
 
 def _nothing() -> None:

@@ -18,8 +18,13 @@ class Base(DeclarativeBase):
 class JournalEntry(Base):
     """The Journal (EIP Wire Tap + Message Store): one row a hop of a message.
 
-    ``direction`` is ``in`` for the request a caller sent to the bus and ``out`` for the
-    bus's call to a peer; both rows of one message share ``msg_id``.
+    ``direction`` is ``in`` for the request a caller sent to the bus, ``out`` for the
+    bus's call to a peer (each attempt of a stored message) and ``adm`` for what happened to it
+    besides (a dead letter, its replay or discard, an unmasked view); the rows of one message
+    share ``msg_id``. ``serial`` (a payment's or reversal's BANK_SERIAL, a top-up's TOPUP_SERIAL)
+    and ``order_id`` (ORDER_ID) are the business keys operators search by (``bssbus journal
+    search``). The composite indexes ending in ``started_at`` answer "newest first" searches by
+    peer, status, service, operation or direction, within a time range or not, from the index alone.
     """
 
     __tablename__ = "journal"
@@ -33,6 +38,8 @@ class JournalEntry(Base):
     trans_ido: Mapped[str | None] = mapped_column(String(32))
     proc_id: Mapped[str | None] = mapped_column(String(40))
     msisdn: Mapped[str | None] = mapped_column(String(20))
+    serial: Mapped[str | None] = mapped_column(String(32))
+    order_id: Mapped[str | None] = mapped_column(String(32))
     province: Mapped[str | None] = mapped_column(String(4))
     source: Mapped[str | None] = mapped_column(String(40))
     target: Mapped[str | None] = mapped_column(String(40))
@@ -53,6 +60,13 @@ class JournalEntry(Base):
         Index("ix_journal_msisdn", "msisdn"),
         Index("ix_journal_msg_id", "msg_id"),
         Index("ix_journal_started_at", "started_at"),
+        Index("ix_journal_serial", "serial"),
+        Index("ix_journal_order_id", "order_id"),
+        Index("ix_journal_target_started", "target", "started_at"),
+        Index("ix_journal_status_started", "status", "started_at"),
+        Index("ix_journal_service_started", "service", "started_at"),
+        Index("ix_journal_op_started", "operation", "started_at"),
+        Index("ix_journal_dir_started", "direction", "started_at"),
     )
 
 
@@ -133,7 +147,8 @@ class OutboxEntry(Base):
     rsp_code: Mapped[str | None] = mapped_column(String(8))
 
     __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),
-                      Index("ix_outbox_order_key", "order_key", "status", "id"))
+                      Index("ix_outbox_order_key", "order_key", "status", "id"),
+                      Index("ix_outbox_msg_id", "msg_id"))
 
 
 class JobLease(Base):

@@ -137,6 +137,17 @@ class OutboxStore:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
+    def of_messages(self, msg_ids) -> list[dict]:
+        """The outbox rows (one per recipient) of the messages ``msg_ids``, without their
+        stored message: what `bssbus journal trace` shows of each."""
+        msg_ids = list(dict.fromkeys(msg_ids))
+        if not msg_ids:
+            return []
+        columns = [c for c in O.columns if c.name != "message"]
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(*columns).where(O.c.msg_id.in_(msg_ids))
+                                                  .order_by(O.c.id)).mappings()]
+
     def replay(self, row_id: int) -> bool:
         """A dead letter back to pending, attempts from zero; False when it is not dead."""
         with self.engine.begin() as conn:

@@ -93,6 +93,20 @@ def test_journal_show_of_an_unknown_message(tmp_path):
     assert out.returncode == 2 and "NOPE" in out.stderr
 
 
+def test_journal_trace_and_search_refuse_bad_input_in_one_line(tmp_path):
+    db = ["--db-url", f"sqlite:///{tmp_path}/j.db"]
+    out = bssbus("journal", "trace", "NOPE", *db)
+    assert out.returncode == 2 and "NOPE" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    out = bssbus("journal", "search", "--since", "yesterday", *db)
+    assert out.returncode == 2 and "--since 'yesterday'" in out.stderr and "2h" in out.stderr
+    out = bssbus("journal", "search", "--since", "1h", "--until", "2h", *db)
+    assert out.returncode == 2 and "--since must be before --until" in out.stderr
+    out = bssbus("journal", "search", "--serial", "NONE", *db)
+    assert out.returncode == 0 and "no hop matches" in out.stdout
+    for action in ("search", "trace"):
+        assert "--config" in bssbus("journal", action, "--help").stdout
+
+
 def test_demo_runs_every_flow_in_both_phases(tmp_path):
     out = bssbus("demo", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr

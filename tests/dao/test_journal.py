@@ -46,6 +46,73 @@ def test_hops_of_a_message_in_time_order(db_url):
     engine.dispose()
 
 
+def test_search_by_each_key_and_time_range_newest_first(db_url):
+    engine = open_database(db_url)
+    journal = Journal(engine)
+    t0 = datetime.now(timezone.utc) - timedelta(hours=3)
+    pay = dict(msg_id="pay", service="BankPayment", operation="Pay", trans_ido="TP", proc_id="PP",
+               msisdn="18603011234", serial="ICBC0001", province="51")
+    order = dict(msg_id="ord", service="OrderSync", operation="SyncOrder", trans_ido="TO", proc_id="PO",
+                 msisdn="18603011234", order_id="ES0001", province="51")
+    journal.record(**pay, direction="in", source="BANK", status="ok", started_at=t0, target="BILLING-51")
+    journal.record(**pay, direction="out", source="BUS", status="ok", started_at=t0 + timedelta(seconds=1),
+                   target="BILLING-51")
+    journal.record(**order, direction="in", source="UCRM", status="accepted", started_at=t0 + timedelta(hours=2),
+                   target="CRM-51")
+    journal.record(**order, direction="out", source="BUS", status="fault", started_at=t0 + timedelta(hours=2, seconds=1),
+                   target="CRM-51")
+
+    def found(**keys):
+        return [(r["msg_id"], r["direction"]) for r in journal.search(**keys)]
+
+    assert found(serial="ICBC0001") == [("pay", "out"), ("pay", "in")]
+    assert found(order_id="ES0001") == [("ord", "out"), ("ord", "in")]
+    assert found(peer="BILLING-51", direction="out") == [("pay", "out")]
+    assert found(msisdn="18603011234") == [("ord", "out"), ("ord", "in"), ("pay", "out"), ("pay", "in")]
+    assert found(msisdn="18603011234", limit=1) == [("ord", "out")]
+    assert found(status="fault", service="OrderSync", operation="SyncOrder") == [("ord", "out")]
+    assert found(since=t0 + timedelta(hours=1)) == [("ord", "out"), ("ord", "in")]
+    assert found(until=t0 + timedelta(hours=1)) == [("pay", "out"), ("pay", "in")]
+    naive = (t0 + timedelta(hours=1)).replace(tzinfo=None)   # naive times are UTC
+    assert found(since=naive, msisdn="18603011234") == [("ord", "out"), ("ord", "in")]
+    assert found(serial="ICBC0001", since=t0 + timedelta(hours=1)) == []
+    assert found(proc_id="PO", trans_ido="TO", peer="CRM-51", status="accepted") == [("ord", "in")]
+    with pytest.raises(TypeError):
+        journal.search(bank="ICBC")
+    assert [(h["direction"], "request" in h) for h in journal.trace("PP")] == [("in", False), ("out", False)]
+    engine.dispose()
+
+
+def test_migration_0011_upgrades_a_journal_that_holds_hops(db_url):
+    """A database at revision 0010 with hops in it gains the business-key columns and the search
+    indexes; its old hops are still found, and new ones carry the keys."""
+    from alembic import command
+
+    from dao.db import alembic_config, make_engine
+    engine = make_engine(db_url)
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0010")
+    assert "serial" not in {c["name"] for c in inspect(engine).get_columns("journal")}
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO journal (msg_id, direction, trans_ido, msisdn, target, status, started_at) "
+                          "VALUES ('old', 'in', 'T-OLD', '18603011234', 'BILLING-51', 'ok', :at)"),
+                     {"at": datetime.now(timezone.utc)})
+    upgrade(engine)
+    inspector = inspect(engine)
+    assert {"serial", "order_id"} <= {c["name"] for c in inspector.get_columns("journal")}
+    indexed = {tuple(i["column_names"]) for i in inspector.get_indexes("journal")}
+    assert {("serial",), ("order_id",), ("target", "started_at"), ("status", "started_at"),
+            ("service", "started_at"), ("operation", "started_at"), ("direction", "started_at")} <= indexed
+    assert ("msg_id",) in {tuple(i["column_names"]) for i in inspector.get_indexes("outbox")}
+    journal = Journal(engine)
+    assert [r["trans_ido"] for r in journal.search(peer="BILLING-51")] == ["T-OLD"]
+    journal.record(msg_id="new", direction="in", trans_ido="T-NEW", serial="ICBC0002", status="ok")
+    assert [r["trans_ido"] for r in journal.search(serial="ICBC0002")] == ["T-NEW"]
+    engine.dispose()
+
+
 # -- encryption at rest of the raw bytes ($BSSBUS_JOURNAL_KEY) ------------------------------
 REQUEST = ('<?xml version="1.0" encoding="GBK"?><Envelope><CUST_NAME>王建国</CUST_NAME>'
            '<CERT_NUM>370102198507123456</CERT_NUM></Envelope>').encode("gbk")

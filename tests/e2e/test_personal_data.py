@@ -143,8 +143,18 @@ def test_journal_show_masks_personal_data(bus, flows, capsys, options):
                 assert masked in out
 
 
+@pytest.mark.parametrize("options", [(), ("--json",)])
+def test_journal_trace_masks_personal_data(bus, flows, capsys, options):
+    for name, key in flows["keys"].items():
+        status, out, err = bssbus(capsys, "journal", "trace", key, "--db-url", bus.db_url, *options)
+        assert status == 0, err
+        assert_clean(out, f"journal trace {name} {' '.join(options)}")
+    shown = bssbus(capsys, "journal", "trace", flows["keys"]["fault"], "--db-url", bus.db_url)[1]
+    assert "certificate 110101********1239 is barred" in shown
+
+
 @pytest.mark.parametrize("query", [("--msisdn", USER.msisdn), ("--status", "fault"),
-                                   ("--service", "AccountSync")])
+                                   ("--service", "AccountSync"), ("--peer", "BILLING-51"), ("--since", "1h")])
 def test_journal_search_masks_personal_data(bus, flows, capsys, query):
     for options in ((), ("--json",)):
         status, out, err = bssbus(capsys, "journal", "search", *query, "--limit", "500",

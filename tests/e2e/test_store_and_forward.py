@@ -114,7 +114,8 @@ def test_spent_attempts_make_a_dead_letter_that_an_operator_replays(saf, capsys)
     assert bssbus(["dlq", "replay", "--all", "--target", "BILLING-87", "--by", "ops", *db]) == 0
     wait_for(lambda: rows_of(saf, trans_ido)[0]["status"] == "delivered")
     audit = [h for h in saf.bus.journal.hops(trans_ido) if h["direction"] == "adm"]
-    assert [(h["status"], h["source"], h["target"]) for h in audit] == [("replayed", "ops", "BILLING-87")]
+    assert [(h["status"], h["source"], h["target"]) for h in audit] == [
+        ("dead", "BUS", "BILLING-87"), ("replayed", "ops", "BILLING-87")], "when it became a dead letter, and its replay"
     assert bssbus(["dlq", "replay", str(row["id"]), *db]) == 2, "a delivered message is not a dead letter"
 
 
@@ -147,7 +148,7 @@ def test_a_dead_letter_holds_its_users_later_messages_until_it_is_discarded(saf,
     assert rows_of(saf, second)[0]["rsp_code"] == "0000"
     assert rows_of(saf, first)[0]["status"] == "discarded"
     audit = [(h["status"], h["source"]) for h in saf.bus.journal.hops(first) if h["direction"] == "adm"]
-    assert audit == [("discarded", "ops")]
+    assert audit == [("dead", "BUS"), ("discarded", "ops")]
     assert bssbus(["dlq", "discard", str(dead["id"]), "--reason", "again", *db]) == 2, "no longer a dead letter"
 
 
