@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -116,6 +117,10 @@ def cmd_serve(args) -> int:
     engine = open_database(settings.db_url)   # migrate and seed the cut-over table once, before the workers fork
     PhaseStore(engine).seed(settings.phases)
     engine.dispose()
+
+    # the console's sessions are signed with one secret that every worker (forked below) shares
+    from services.console import SECRET_ENV
+    os.environ.setdefault(SECRET_ENV, secrets.token_urlsafe(32))
 
     def factory():
         return BusApplication(Bus(settings).start())
@@ -422,18 +427,10 @@ def _unmasked_viewer(args, settings: Settings) -> str:
         raise CliError(f"unmasked output refused: {exc}") from None
 
 
-def _audit_unmasked(journal, operator: str, rows: list[dict], what: str) -> None:
-    """One journal row (direction adm, status unmasked) for each message shown unmasked."""
-    for row in {r["msg_id"]: r for r in rows}.values():
-        journal.record(msg_id=row["msg_id"], direction="adm", service=row.get("service"),
-                       operation=row.get("operation"), trans_ido=row.get("trans_ido"),
-                       proc_id=row.get("proc_id"), msisdn=row.get("msisdn"), source=operator[:40],
-                       status="unmasked", route=f"{what} shown unmasked to {operator}"[:200])
-
-
 def cmd_journal(args) -> int:
     """Hops as lines or JSON, personal data masked (bus/privacy.py); ``show --raw`` adds the
     raw XML, masked too, and ``--unmasked`` shows it as it was to an operator allowed to see it."""
+    from bus.operators import audit_unmasked
     from bus.privacy import decode_xml, policy
     from dao.db import open_database
     from dao.journal import Journal, JournalCipher
@@ -464,7 +461,7 @@ def cmd_journal(args) -> int:
         rows = journal.search(since=since, until=until, limit=args.limit,
                               **{key: getattr(args, key) for key in journal.SEARCH_KEYS})
     if operator:
-        _audit_unmasked(journal, operator, rows, f"journal of {args.key}")
+        audit_unmasked(journal, operator, rows, f"journal of {args.key}")
         rows = [dict(r, **{k: decode_xml(r[k]) for k in ("request", "response") if r.get(k) is not None})
                 for r in rows]
     else:
@@ -551,6 +548,8 @@ def _trace(args, journal, engine) -> int:
 
 
 def cmd_dlq(args) -> int:
+    from bus.operators import audit_unmasked
+    from bus.outbox import replay_dead_letter
     from bus.privacy import policy
     from dao.db import open_database
     from dao.journal import Journal
@@ -578,7 +577,7 @@ def cmd_dlq(args) -> int:
             raise CliError(f"no outbox message {args.id}")
         message = json.loads(row["message"])
         if operator:
-            _audit_unmasked(journal, operator, [dict(row, proc_id=message.get("head", {}).get("PROC_ID"))],
+            audit_unmasked(journal, operator, [dict(row, proc_id=message.get("head", {}).get("PROC_ID"))],
                             f"outbox message {row['id']}")
         else:
             known = masking.personal_values(message)
@@ -603,29 +602,16 @@ def cmd_dlq(args) -> int:
             print(f"would replay {row['id']}: {row['service']}.{row['operation']} -> {row['peer_name']} "
                   f"(TRANS_IDO {row['trans_ido']})")
             continue
-        if outbox.replay(row["id"]):
-            journal.record(msg_id=row["msg_id"], direction="adm", service=row["service"],
-                           operation=row["operation"], trans_ido=row["trans_ido"], source=args.by,
-                           proc_id=_proc_id(row), target=row["peer_name"], province=row["province"],
-                           status="replayed",
-                           route=f"dead letter {row['id']} replayed by {args.by}",
-                           error=(row["last_error"] or "")[:1000])
+        if replay_dead_letter(outbox, journal, row, args.by):
             print(f"replayed {row['id']}: {row['service']}.{row['operation']} -> {row['peer_name']}")
     if not rows:
         print("no dead letters to replay")
     return 0
 
 
-def _proc_id(row: dict) -> str | None:
-    """The PROC_ID of an outbox row's message (its flow), for the journal's audit rows."""
-    try:
-        return (json.loads(row["message"]).get("head") or {}).get("PROC_ID")
-    except (ValueError, TypeError, AttributeError):
-        return None
-
-
 def _discard(args, outbox, journal) -> int:
     """Give dead letters up, so that their users' later messages go on; journalled."""
+    from bus.outbox import discard_dead_letter
     from dao.outbox import DEAD
     rows = [outbox.get(i) for i in args.ids]
     missing = [i for i, r in zip(args.ids, rows) if r is None or r["status"] != DEAD]
@@ -638,14 +624,7 @@ def _discard(args, outbox, journal) -> int:
         if args.dry_run:
             print(f"would discard {what}")
             continue
-        reason = f"discarded by {args.by}: {args.reason}"
-        if outbox.discard(row["id"], reason):
-            journal.record(msg_id=row["msg_id"], direction="adm", service=row["service"],
-                           operation=row["operation"], trans_ido=row["trans_ido"], source=args.by,
-                           proc_id=_proc_id(row), target=row["peer_name"], province=row["province"],
-                           status="discarded",
-                           route=f"dead letter {row['id']} discarded by {args.by}",
-                           error=f"{args.reason} (last error: {row['last_error'] or ''})"[:1000])
+        if discard_dead_letter(outbox, journal, row, args.by, args.reason):
             print(f"discarded {what}")
     return 0
 
@@ -1088,7 +1067,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("hash-password", parents=[common], help="print a password hash for the secrets file",
                        description="Read a password from standard input (or --password-env VAR) and print "
-                       "the password_hash line for a consumer of the secrets file. A consumer stored as a "
+                       "the password_hash line for a consumer or an operator (the web console) of the secrets file. "
+                       "A consumer stored as a "
                        "hash can send PasswordText or HTTP basic, not PasswordDigest (a digest needs the "
                        "clear password on the bus side).")
     p.add_argument("--password-env", metavar="VAR", help="take the password from this environment variable")

@@ -131,6 +131,41 @@ def dead_letter_hop(message: Message, row: dict, attempts: int, fault: BusFault)
                 error=fault.message[:1000], started_at=now())
 
 
+def replay_dead_letter(outbox: OutboxStore, journal, row: dict, by: str) -> bool:
+    """Send a dead letter again (DeadLetterChannel): back to pending with its attempts from
+    zero, and the replay journalled (direction ``adm``, status ``replayed``, source ``by``: the
+    audit line). False when the row is no longer a dead letter. `bssbus dlq replay` and the
+    console's replay button both come here."""
+    if not outbox.replay(row["id"]):
+        return False
+    journal.record(msg_id=row["msg_id"], direction="adm", service=row["service"], operation=row["operation"],
+                   trans_ido=row["trans_ido"], source=by[:40], proc_id=proc_id_of(row), target=row["peer_name"],
+                   province=row["province"], status="replayed",
+                   route=f"dead letter {row['id']} replayed by {by}"[:200], error=(row["last_error"] or "")[:1000])
+    return True
+
+
+def discard_dead_letter(outbox: OutboxStore, journal, row: dict, by: str, reason: str) -> bool:
+    """Give a dead letter up, so that its user's later messages go on; journalled (status
+    ``discarded``, source ``by``). False when the row is no longer a dead letter."""
+    if not outbox.discard(row["id"], f"discarded by {by}: {reason}"):
+        return False
+    journal.record(msg_id=row["msg_id"], direction="adm", service=row["service"], operation=row["operation"],
+                   trans_ido=row["trans_ido"], source=by[:40], proc_id=proc_id_of(row), target=row["peer_name"],
+                   province=row["province"], status="discarded",
+                   route=f"dead letter {row['id']} discarded by {by}"[:200],
+                   error=f"{reason} (last error: {row['last_error'] or ''})"[:1000])
+    return True
+
+
+def proc_id_of(row: dict) -> str | None:
+    """The PROC_ID of an outbox row's message (its flow), for the journal's audit rows."""
+    try:
+        return (json.loads(row["message"]).get("head") or {}).get("PROC_ID")
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return None
+
+
 def _peer_key(decision: Decision) -> str:
     return decision.peer.key.split("[", 1)[0]   # a province override keeps its peer's key
 

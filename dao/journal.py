@@ -18,7 +18,7 @@ from typing import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from dao.models import JournalEntry
@@ -229,6 +229,18 @@ class Journal:
         query = self.search_query(since=since, until=until, limit=limit, **keys)
         with self.engine.connect() as conn:
             return _opened(conn.execute(query).mappings().all(), self.cipher)
+
+    def peer_activity(self, since: datetime) -> dict[str, dict]:
+        """Per peer called since ``since`` (outbound hops): ``{"calls", "failed", "last_ok"}``;
+        what the console's health page shows. Read from the (direction, started_at) index."""
+        self.before_read()
+        failed = func.sum(case((T.c.status != "ok", 1), else_=0))
+        last_ok = func.max(case((T.c.status == "ok", T.c.started_at), else_=None))
+        query = (select(T.c.target, func.count(), failed, last_ok)
+                 .where(T.c.direction == "out", T.c.started_at >= _as_utc(since)).group_by(T.c.target))
+        with self.engine.connect() as conn:
+            return {target: {"calls": calls, "failed": int(bad or 0), "last_ok": _as_utc(ok) if ok else None}
+                    for target, calls, bad, ok in conn.execute(query) if target}
 
     def trace_query(self, key: str):
         """The SELECT of :meth:`hops` without the raw bytes (what a trace shows)."""

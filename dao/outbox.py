@@ -172,6 +172,16 @@ class OutboxStore:
         with self.engine.begin() as conn:
             return conn.execute(O.delete().where(O.c.status == DELIVERED, O.c.delivered_at < before)).rowcount
 
+    def counts(self, statuses=(PENDING, DEAD)) -> dict[str, dict[str, int]]:
+        """Peer -> {status: rows} for ``statuses`` (queue depth and dead letters, per peer)."""
+        out: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for peer, status, n in conn.execute(select(O.c.peer_name, O.c.status, func.count())
+                                                .where(O.c.status.in_(list(statuses)))
+                                                .group_by(O.c.peer_name, O.c.status)):
+                out.setdefault(peer, {})[status] = n
+        return out
+
     def depth(self) -> dict[str, int]:
         """Pending rows per peer (the queue depth an operator watches)."""
         with self.engine.connect() as conn:

@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 from collections import Counter
+from functools import cached_property
 from urllib.parse import parse_qs
 
 from spyne import Fault
@@ -185,6 +186,8 @@ class BusApplication:
                 return self.contract_document(name, environ)
             return "405 Method Not Allowed", [("Allow", "GET, POST"), ("Content-Type", "text/plain")], \
                 b"POST SOAP requests to this address; GET ?wsdl for the contract.\n"
+        if path == "/console" or path.startswith("/console/"):
+            return self.console(environ)   # the operators' web console (services/console/)
         if method not in ("GET", "HEAD"):
             if method == "POST":
                 return self._soap_fault(UnknownOperation(f"There is no SOAP service at {path}; services "
@@ -198,6 +201,11 @@ class BusApplication:
             return "200 OK", [("Content-Type", "text/plain; version=0.0.4")], self.metrics.render()
         return "404 Not Found", [("Content-Type", "text/plain; charset=utf-8")], \
             f"Nothing at {path}. Services are listed at /.\n".encode()
+
+    @cached_property
+    def console(self):
+        from services.console import Console
+        return Console(self.bus)
 
     @staticmethod
     def _soap_fault(fault: BusFault, environ: dict):

@@ -42,3 +42,23 @@ def test_the_operator_is_named_on_the_command_line_or_in_the_environment(monkeyp
     assert named_operator(None) == "alice" and named_operator("bob") == "bob"
     monkeypatch.delenv("BSSBUS_OPERATOR")
     assert named_operator(None) is None
+
+
+def test_an_operators_console_password_comes_from_the_environment_or_the_secrets_file():
+    from bus.operators import operator_password_variable
+    from bus.security import hash_password
+    section = {"alice": {"roles": ["raw-reader"]}, "bob": {}, "carol": {}}
+    secrets = {"operators": {"bob": {"password_hash": hash_password("bob-pw", iterations=1000)}}}
+    ops = Operators.from_config(section, secrets, env={operator_password_variable("alice"): "alice-pw"})
+    assert operator_password_variable("alice") == "BSSBUS_OPERATOR_ALICE_PASSWORD"
+    assert ops.authenticate("alice", "alice-pw").name == "alice"
+    assert ops.authenticate("bob", "bob-pw").name == "bob"
+    for name, password in (("alice", "bob-pw"), ("bob", "alice-pw"), ("carol", ""), ("carol", "x"), ("eve", "x")):
+        assert ops.authenticate(name, password) is None, name
+    assert not ops.by_name["carol"].can_log_in and "alice-pw" not in repr(ops.by_name["alice"])
+
+
+def test_a_password_in_the_configuration_is_refused():
+    for key in ("password", "password_hash"):
+        with pytest.raises(ConfigError, match="BSSBUS_OPERATOR_ALICE_PASSWORD"):
+            Operators.from_config({"alice": {"roles": [], key: "x"}})
