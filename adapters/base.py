@@ -355,6 +355,9 @@ class Adapter:
                 timeout=urllib3.Timeout(connect=self.peer.timeout, read=self.peer.timeout))
             try:
                 answer = _read_capped(response, self.peer.max_answer_bytes, self.peer.timeout)
+            except BaseException:
+                response.close()   # half read: its connection is not kept for another call
+                raise
             finally:
                 response.release_conn()
         except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ProtocolError,
