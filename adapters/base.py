@@ -136,6 +136,8 @@ class InFlight:
     def __init__(self):
         self._lock = threading.Lock()
         self._calls: dict[str, int] = {}
+        self.gauge = None   # bssbus_peer_in_flight (bus/metrics.py), when the bus counts
+
 
     def enter(self, name: str, peer: PeerConfig, trans_ido: str | None) -> None:
         with self._lock:
@@ -145,10 +147,14 @@ class InFlight:
                            f"(peers.{peer.key.partition('[')[0]}.max_in_flight): it is answering slowly; "
                            "retry in a moment.", trans_ido)
             self._calls[name] = calls + 1
+        if self.gauge is not None:
+            self.gauge.labels(name).inc()
 
     def leave(self, name: str) -> None:
         with self._lock:
             self._calls[name] -= 1
+        if self.gauge is not None:
+            self.gauge.labels(name).dec()
 
     def __getitem__(self, name: str) -> int:
         return self._calls.get(name, 0)
@@ -349,6 +355,9 @@ class Adapter:
                 timeout=urllib3.Timeout(connect=self.peer.timeout, read=self.peer.timeout))
             try:
                 answer = _read_capped(response, self.peer.max_answer_bytes, self.peer.timeout)
+            except BaseException:
+                response.close()   # half read: its connection is not kept for another call
+                raise
             finally:
                 response.release_conn()
         except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ProtocolError,

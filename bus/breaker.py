@@ -73,8 +73,10 @@ class CircuitBreaker:
     """CircuitBreaker (stability pattern) of one peer endpoint; see the module docstring."""
 
     def __init__(self, name: str, config: BreakerConfig | None = None, *,
-                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
+                 listener: Callable[[str, str], None] | None = None):
         self.name = name
+        self.listener = listener      # told (name, state) on each change of state (bus/metrics.py)
         self.config = config or BreakerConfig()
         self._clock = clock
         self._wall = wall_clock
@@ -182,11 +184,13 @@ class CircuitBreaker:
         if self._state == OPEN and self._clock() - self._opened_at >= self.config.cooldown_seconds:
             self._state, self._probing = HALF_OPEN, False
             self._generation += 1
+            self._changed()
 
     def _open(self, why: str) -> None:
         self._state, self._probing, self._why = OPEN, False, why
         self._opened_at, self._opened_wall = self._clock(), self._wall()
         self._generation += 1
+        self._changed()
 
     def _close(self) -> None:
         self._state, self._probing = CLOSED, False
@@ -194,6 +198,11 @@ class CircuitBreaker:
         self._window.clear()
         self._opened_at = self._opened_wall = None
         self._generation += 1
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.listener is not None:
+            self.listener(self.name, self._state)
 
     def _refusal(self) -> str:
         since = _when(self._opened_wall)
@@ -211,6 +220,7 @@ class CircuitBreakers:
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time):
         self._clock, self._wall = clock, wall_clock
+        self.listener: Callable[[str, str], None] | None = None   # every breaker's, see CircuitBreaker
         self._breakers: dict[str, CircuitBreaker] = {}
         self._lock = threading.Lock()
 
@@ -225,7 +235,8 @@ class CircuitBreakers:
                 breaker = self._breakers.get(name)
                 if breaker is None:
                     breaker = self._breakers[name] = CircuitBreaker(name, config, clock=self._clock,
-                                                                    wall_clock=self._wall)
+                                                                    wall_clock=self._wall, listener=self.listener)
+                    breaker._changed()   # closed, to begin with
         return breaker
 
     def refusing(self) -> list[str]:

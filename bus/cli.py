@@ -90,6 +90,8 @@ def start_sandbox_process(settings: Settings, host: str, bus_url: str | None,
 
 def cmd_serve(args) -> int:
     from bus.core import Bus
+    from bus.logs import configure as configure_logs
+    from bus.metrics import use_multiprocess
     from bus.reconcile import ReconConfig
     from bus.server import run_gunicorn
     from dao.db import open_database
@@ -114,6 +116,9 @@ def cmd_serve(args) -> int:
         print(f"sandbox peers at {url}/peers/", flush=True)
     settings.peers  # fail now, in one line, if a peer address cannot be built (the sandbox's is known now)
     journal_cipher()  # and if $BSSBUS_JOURNAL_KEY is unusable
+    configure_logs(settings)   # text or JSON lines (logging.format), in the master and the workers it forks
+    # each worker counts in files of its own there; /metrics adds them up (bus/metrics.py)
+    use_multiprocess(settings.data_dir / "metrics")
     engine = open_database(settings.db_url)   # migrate and seed the cut-over table once, before the workers fork
     PhaseStore(engine).seed(settings.phases)
     engine.dispose()
@@ -186,11 +191,13 @@ def check_transport(settings: Settings):
 
 
 def cmd_sandbox(args) -> int:
+    from bus.logs import configure as configure_logs
     from bus.server import run_gunicorn
     from sandbox.app import SandboxApplication
     from sandbox.auth import gate_for
 
     settings = _settings(args, check=True)
+    configure_logs(settings)
     host = args.host or settings.section("sandbox").get("host", "127.0.0.1")
     port = args.port or int(settings.section("sandbox").get("port") or 8090)
     db_url = args.db_url or settings.sandbox_db_url

@@ -28,7 +28,7 @@ EXTRA_KEYS = {"sandbox": {"url"}, "security": {"rate_limit"}}
 #: Sections whose keys are fixed (checked here against config/bus.yaml); the others are maps of
 #: names (peers, consumers, provinces, operators) or have a parser that knows its keys.
 FIXED_SECTIONS = ("bus", "database", "server", "sandbox", "segments", "security", "housekeeping",
-                  "redelivery", "files", "files.reconciliation", "privacy", "console")
+                  "redelivery", "files", "files.reconciliation", "privacy", "logging", "console")
 #: A path at the start of a parser's message ("peers.hq_crm.breaker.failures: ..."): where it is.
 _PATH = re.compile(r'((?:[A-Za-z_][\w-]*|"[^"]*")(?:\.(?:[\w-]+|"[^"]*")|\[\d+\])+): (.+)', re.S)
 _SANDBOX_PLACEHOLDER = "http://sandbox.invalid"
@@ -193,6 +193,7 @@ class _Checker:
 
     def values(self) -> None:
         """Each setting a property or parser of the bus reads, as it reads it."""
+        from bus.logs import log_format
         from bus.operators import Operators
         from bus.outbox import RedeliveryPolicy
         from bus.privacy import Privacy
@@ -207,6 +208,7 @@ class _Checker:
         self.parsed("files.reconciliation", ReconConfig.from_settings, s)
         self.parsed("redelivery", RedeliveryPolicy.from_config, s.section("redelivery"))
         self.parsed("privacy", Privacy.from_settings, s)
+        self.parsed("logging", log_format, s)
         self.parsed("operators", Operators.from_settings, s, env=self.env)
         self.parsed("server.tls", TlsConfig.from_settings, s, env=self.env)
         self.parsed("security.trusted_proxies", Origins.from_settings, s)

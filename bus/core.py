@@ -18,6 +18,7 @@ from adapters import ADAPTERS, AdapterRegistry
 from bus import outcome
 from bus.faults import BusFault, InternalError, PeerTimeout
 from bus.idempotency import IdempotentConsumer
+from bus.metrics import OK, Metrics
 from bus.outbox import STORE_AND_FORWARD, Forwarder, RedeliveryPolicy, accept
 from bus.scheduler import Scheduler
 from bus.message import Message, Reply
@@ -56,6 +57,7 @@ class Bus:
         self.limiter: RateLimiter | None = None
         self.nonces: NonceStore | None = None
         self.journal_reads = "deferred"
+        self.metrics = Metrics()   # what /metrics shows of this process (bus/metrics.py)
 
     def start(self, engine: Engine | None = None, forwarder: bool = True) -> "Bus":
         self.engine = engine or open_database(self.settings.db_url)
@@ -72,6 +74,9 @@ class Bus:
         self.phase_store.seed(self.settings.phases)
         self.router.phase_table = PhaseTable(self.phase_store, self.settings.phase_refresh_seconds)
         self.adapters = AdapterRegistry(self.settings.peers, ADAPTERS)
+        self.adapters.breakers.listener = self.metrics.breaker_changed
+        self.adapters.in_flight.gauge = self.metrics.in_flight
+        self.metrics.watch(self.engine, self.adapters.breakers)
         self.outbox = OutboxStore(self.engine)
         redelivery = self.settings.section("redelivery")
         self.forwarder = Forwarder(self, RedeliveryPolicy.from_config(redelivery),
@@ -224,6 +229,7 @@ class Bus:
         try:
             reply = adapter.call(message, decision)
         except BusFault as fault:
+            self.metrics.peer_call(decision.peer_name, fault.code, time.time() - started)
             self._journal_outbound(message, decision, status="fault", fault=fault, started=started)
             raise
         except Exception as exc:  # a bug in an adapter must still become a fault, and be journalled
@@ -231,8 +237,11 @@ class Bus:
             fault = InternalError(f"The bus failed while calling {decision.peer_name}: "
                                   f"{type(exc).__name__}. The message is journalled as {message.msg_id}.",
                                   message.trans_ido)
+            self.metrics.peer_call(decision.peer_name, fault.code, time.time() - started)
             self._journal_outbound(message, decision, status="error", fault=fault, started=started)
             raise fault from exc
+        self.metrics.peer_call(decision.peer_name, OK, reply.elapsed_ms / 1000 if reply.elapsed_ms else
+                               time.time() - started)
         self._journal_outbound(message, decision, status="ok", reply=reply, started=started)
         return reply
 

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
+from bus import logs
 from bus.breaker import CircuitOpen
 from bus.faults import BusFault
 from bus.idempotency import key_of, stored
@@ -223,6 +224,13 @@ class Forwarder:
         data = json.loads(row["message"])
         message = Message(service=data["service"], operation=data["operation"], head=data["head"],
                           body=data["body"], msg_id=data["msg_id"])
+        token = logs.about(message)   # its log lines carry its TRANS_IDO and PROC_ID
+        try:
+            return self._deliver(row, data, message)
+        finally:
+            logs.done(token)
+
+    def _deliver(self, row: dict, data: dict, message: Message) -> bool:
         attempt = row["attempts"] + 1
         self.bus.writer.run(lambda conn: conn.execute(OutboxStore.attempting_statement(row["id"], attempt)))
         try:

@@ -135,11 +135,18 @@ def run_gunicorn(factory, host: str, port: int, workers: int, threads: int, time
         options["forwarded_allow_ips"] = ",".join(str(n) for n in forwarded_allow_ips)
     if on_exit is not None:
         options["on_exit"] = lambda _arbiter: on_exit()
+    # a worker that exited (however) leaves its live gauges behind in PROMETHEUS_MULTIPROC_DIR
+    options["child_exit"] = lambda _server, worker: _worker_exited(worker.pid)
     # a worker stopping gracefully closes its app (the bus: scheduler, forwarder, writer, pool)
     options["worker_exit"] = lambda _server, worker: getattr(getattr(worker, "wsgi", None), "close", _none)()
     logging.getLogger("gunicorn.error").setLevel(logging.WARNING)
     gunicorn_util.write_error = soap_write_error   # this process serves SOAP: its refusals too
     GunicornApp(factory, options).run()
+
+
+def _worker_exited(pid: int) -> None:
+    from bus.metrics import worker_exited
+    worker_exited(pid)
 
 
 def _with_client_certificates(factory):

@@ -9,6 +9,7 @@ given with ``--config`` (or ``BSSBUS_CONFIG``), then the environment:
 ``BSSBUS_DATA_DIR``         folder for SQLite files and run-time state
 ``BSSBUS_SANDBOX_URL``      base URL of the sandbox peers (``{sandbox}`` in peer URLs)
 ``BSSBUS_SEGMENTS_FILE``    the number-segment CSV
+``BSSBUS_LOG_FORMAT``       ``text`` or ``json`` (``logging.format``)
 ``BSSBUS_PEER_<KEY>_PASSWORD``  the password the bus sends peer ``<KEY>`` (see :class:`PeerAuth`)
 ==========================  =============================================
 
@@ -35,6 +36,7 @@ ENV_OVERRIDES = {
     "BSSBUS_DATA_DIR": ("bus", "data_dir"),
     "BSSBUS_SANDBOX_URL": ("sandbox", "url"),
     "BSSBUS_SEGMENTS_FILE": ("segments", "file"),
+    "BSSBUS_LOG_FORMAT": ("logging", "format"),
 }
 
 PHASES = (2, 3)

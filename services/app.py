@@ -11,16 +11,16 @@ from __future__ import annotations
 import html
 import json
 import logging
-import threading
-from collections import Counter
+import time
 from functools import cached_property
 from urllib.parse import parse_qs
 
 from spyne import Fault
 from sqlalchemy import text
 
-from bus import privacy
+from bus import logs, privacy
 from bus.core import Bus
+from bus.metrics import ANONYMOUS, CONTENT_TYPE, OK
 from adapters.base import Passthrough
 from bus.faults import SOAP11, BusFault, ClientFault, InternalError, UnknownOperation
 from bus.message import Message, Reply
@@ -33,35 +33,6 @@ from services.inbound import soap_version_hint
 from services.soap import FAULT_KEY, XML_TYPE, SoapEndpoint, envelope_of, read_body, soap_fault
 
 log = logging.getLogger("bssbus.inbound")
-
-
-class Metrics:
-    """Request counters by service, operation and outcome, in Prometheus text format."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.requests: Counter = Counter()
-        self.forwarded = 0   # answers a canonical peer gave, sent back as they came (the fast path)
-
-    def count(self, service: str, operation: str | None, outcome: str) -> None:
-        with self._lock:
-            self.requests[(service, operation or "", outcome)] += 1
-
-    def count_forwarded(self) -> None:
-        with self._lock:
-            self.forwarded += 1
-
-    def render(self) -> bytes:
-        lines = ["# HELP bssbus_forwarded_total Answers of canonical peers sent back as they came (fast path).",
-                 "# TYPE bssbus_forwarded_total counter", f"bssbus_forwarded_total {self.forwarded}",
-                 "# HELP bssbus_requests_total SOAP requests by service, operation and outcome.",
-                 "# TYPE bssbus_requests_total counter"]
-        with self._lock:
-            items = sorted(self.requests.items())
-        for (service, operation, outcome), n in items:
-            lines.append(f'bssbus_requests_total{{service="{service}",operation="{operation}",'
-                         f'outcome="{outcome}"}} {n}')
-        return ("\n".join(lines) + "\n").encode()
 
 
 def base_url(environ: dict) -> str:
@@ -77,7 +48,7 @@ class BusApplication:
         privacy.configure(bus.settings)   # personal data is masked in every log line of this process
         self.bus = bus
         self.files = files or ContractFiles()
-        self.metrics = Metrics()
+        self.metrics = bus.metrics   # bus/metrics.py: counted here and by the bus, rendered at /metrics
         self.origins = Origins.from_settings(bus.settings)   # the client's address and certificate
         limits = bus.settings.limits   # bus.max_* (services/inbound.py Limits)
         self.fast_path = bool(bus.settings.section("bus").get("fast_path", True))
@@ -93,6 +64,7 @@ class BusApplication:
         """Who sent it, may they, then the bus; a BusFault (with the message's TRANS_IDO) or an
         InternalError for anything unexpected."""
         exchange.context["message"] = message
+        exchange.context["log"] = logs.about(message)   # log lines from here on carry its TRANS_IDO
         gatekeeper = self.bus.gatekeeper
         try:
             message.consumer = gatekeeper.identify(exchange.request.envelope, exchange.context.get("authorization"),
@@ -149,7 +121,7 @@ class BusApplication:
             return
         answer = reply.extra.get("answer")
         if answer is not None:
-            self.metrics.count_forwarded()
+            self.metrics.forwarded.inc()
         else:
             try:   # (a key the contract does not have is left out, as spyne leaves it out)
                 answer = envelope_of(to_xml(contract, request.operation, {"UNI_BSS_HEAD": reply.head,
@@ -198,7 +170,7 @@ class BusApplication:
         if path == "/healthz":
             return "200 OK", [("Content-Type", "application/json")], self.health()
         if path == "/metrics":
-            return "200 OK", [("Content-Type", "text/plain; version=0.0.4")], self.metrics.render()
+            return "200 OK", [("Content-Type", CONTENT_TYPE)], self.metrics.render()
         return "404 Not Found", [("Content-Type", "text/plain; charset=utf-8")], \
             f"Nothing at {path}. Services are listed at /.\n".encode()
 
@@ -223,25 +195,41 @@ class BusApplication:
             except ClientFault:
                 raw = b""
             self.bus.reject(raw, fault, service=name[:40])
-            self.metrics.count(name[:40], None, fault.code)
+            self.metrics.request("", "", ANONYMOUS, fault.code, 0.0)   # no service: one series, whatever the path
             return self._soap_fault(fault, environ)
         exchange = endpoint.read(environ, context={"authorization": environ.get("HTTP_AUTHORIZATION"),
                                                    "origin": self.origins.of(environ)})
-        if exchange.fault is None:
-            if self.fast_path and exchange.soap_version == SOAP11:
-                self._fast(endpoint, exchange)
+        try:
+            if exchange.fault is None:
+                if self.fast_path and exchange.soap_version == SOAP11:
+                    self._fast(endpoint, exchange)
+                else:
+                    endpoint.dispatch(exchange, environ)
+            message = exchange.context.get("message")
+            if message is not None:
+                self.bus.complete(message, exchange.response, exchange.fault,
+                                  exchange.context.get("decision"), exchange.context.get("rsp_code"))
             else:
-                endpoint.dispatch(exchange, environ)
-        message = exchange.context.get("message")
-        if message is not None:
-            self.bus.complete(message, exchange.response, exchange.fault,
-                              exchange.context.get("decision"), exchange.context.get("rsp_code"))
-        else:
-            self.bus.reject(exchange.raw, exchange.fault, service=name,
-                            operation=exchange.operation, response=exchange.response)
-        self.metrics.count(name, exchange.operation, exchange.fault.code if exchange.fault else "ok")
+                self.bus.reject(exchange.raw, exchange.fault, service=name,
+                                operation=exchange.operation, response=exchange.response)
+            self._count(endpoint, exchange, message)
+        finally:
+            if "log" in exchange.context:
+                logs.done(exchange.context["log"])
         status, ctype, body = exchange.answer()
         return status, [("Content-Type", ctype)], body
+
+    def _count(self, endpoint: SoapEndpoint, exchange, message: Message | None) -> None:
+        """The request in /metrics (labels from the contract and the configuration only: an
+        operation the contract lacks is counted as ""), and a log line at INFO."""
+        operation = exchange.operation if exchange.operation in endpoint.contract.operations else ""
+        consumer = (getattr(message.consumer, "id", None) if message is not None else None) or ANONYMOUS
+        outcome = exchange.fault.code if exchange.fault else OK
+        seconds = time.time() - exchange.started
+        self.metrics.request(endpoint.contract.name, operation, consumer, outcome, seconds)
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s.%s from %s: %s in %.1f ms", endpoint.contract.name, operation or "?",
+                     consumer, outcome, seconds * 1000)
 
     def contract_document(self, name: str, environ):
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from bus.server import free_port
 from sandbox.store import seed_users
@@ -323,3 +324,49 @@ def test_serve_refuses_an_invalid_configuration_with_every_problem(tmp_path):
     assert not (tmp_path / "var").exists()   # no sandbox, no database
     sandbox = bssbus("sandbox", "--config", str(bad), "--port", str(free_port()))
     assert sandbox.returncode == 2 and "province_biling" in sandbox.stderr and not (tmp_path / "var").exists()
+
+
+def test_metrics_add_up_what_both_workers_counted(served):
+    """Each gunicorn worker counts in files of its own (PROMETHEUS_MULTIPROC_DIR under the data
+    folder); a scrape, whichever worker answers it, shows their sum. Requests go on fresh
+    connections until both workers have counted some."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    from services.models import CONTRACTS
+    from services.models.common import to_xml
+    from tests.e2e.conftest import post
+    from tests.e2e.test_metrics import moved, scrape, value
+
+    url, folder = served["url"], served["work"] / "var" / "metrics"
+    labels = dict(service="BankPayment", operation="QueryBalance", consumer="anonymous", outcome="ok")
+    u = next(u for u in seed_users("38") if u.user_state == "00")
+    soap = "http://schemas.xmlsoap.org/soap/envelope/"
+
+    def one(_):
+        args = make_args("BankPayment", "QueryBalance", caller="BANK", route=("01", u.msisdn), SERIAL_NUMBER=u.msisdn)
+        body = to_xml(CONTRACTS["BankPayment"], "QueryBalance", args)
+        envelope = (f"<soapenv:Envelope xmlns:soapenv='{soap}'><soapenv:Body>".encode()
+                    + etree.tostring(body) + b"</soapenv:Body></soapenv:Envelope>")
+        return post(f"{url}/ws/BankPayment", envelope)[0]   # urllib: a new connection each time
+
+    def by_worker() -> dict[str, float]:
+        counts = {}
+        for path in folder.glob("counter_*.db"):
+            samples = [s for m in MultiProcessCollector.merge([str(path)], accumulate=False) for s in m.samples
+                       if s.name == "bssbus_requests_total" and s.labels == labels]
+            counts[path.stem] = sum(s.value for s in samples)
+        return counts
+
+    assert folder.is_dir()
+    before, sent = scrape(url), 0
+    with ThreadPoolExecutor(8) as pool:
+        while sum(1 for n in by_worker().values() if n) < 2 and sent < 400:
+            assert set(pool.map(one, range(16))) == {200}
+            sent += 16
+    counted = by_worker()
+    assert sum(1 for n in counted.values() if n) >= 2, f"one worker took all {sent} requests: {counted}"
+    for _ in range(4):   # whichever worker answers the scrape
+        after = scrape(url)
+        assert moved(before, after, "bssbus_requests_total", **labels) == sent
+        assert value(after, "bssbus_requests_total", **labels) == sum(counted.values())
+        assert moved(before, after, "bssbus_peer_call_seconds_count", peer="BILLING-38", outcome="ok") == sent

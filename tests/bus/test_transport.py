@@ -107,7 +107,8 @@ def test_serve_stops_on_a_missing_certificate_in_one_line(tmp_path):
     config = tmp_path / "tls.yaml"
     config.write_text("server:\n  tls: {cert: /no/bus.crt, key: /no/bus.key}\n", encoding="utf-8")
     out = subprocess.run([sys.executable, "-m", "bus.cli", "serve", "--no-sandbox", "--config", str(config)],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "BSSBUS_SANDBOX_URL": "http://127.0.0.1:9"})   # the only problem
     assert out.returncode == 2
     assert out.stderr.strip() == "bssbus serve: error: server.tls.cert: /no/bus.crt does not exist"
 

@@ -3,7 +3,7 @@ fast with Server.PeerUnavailable naming it, and never reach it), other provinces
 and once it is back a probe after the cool-down closes the breaker again.
 
 The bus here has small thresholds for the province Billings (peers.province_billing.breaker:
-3 failures, a 3 s cool-down; a 0.5 s timeout). Assertions are about behaviour; waits are
+3 failures, a 3 s cool-down; a 1 s timeout). Assertions are about behaviour; waits are
 polls with generous bounds."""
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def received(bus, trans_idos) -> int:
 def breaker_bus(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("breaker")
     override = workdir / "breaker.yaml"
-    override.write_text("peers:\n  province_billing:\n    timeout: 0.5\n"
+    override.write_text("peers:\n  province_billing:\n    timeout: 1\n"
                         f"    breaker: {{failures: {FAILURES}, cooldown_seconds: 3}}\n", encoding="utf-8")
     with EmbeddedBus(load_settings(override, env={}), workdir=workdir) as embedded:
         yield embedded
@@ -57,7 +57,7 @@ def breakers(bus) -> dict:
 
 def test_a_billing_that_keeps_timing_out_is_cut_off_and_a_probe_brings_it_back(breaker_bus):
     bus, client, u = breaker_bus, BusClient(breaker_bus.url), user("38")
-    control(bus.sandbox_url, peer="BILLING-38", delay_ms=2000)
+    control(bus.sandbox_url, peer="BILLING-38", delay_ms=3000)
     try:
         slow = [query(client, u) for _ in range(FAILURES)]
         assert [r.fault_code for _, r in slow] == ["Server.PeerTimeout"] * FAILURES

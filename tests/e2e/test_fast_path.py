@@ -55,8 +55,8 @@ def stored_fingerprint(embedded, key: str) -> str | None:
 
 def forwarded(embedded) -> int:
     text = embedded.app.metrics.render().decode()
-    match = re.search(r"^bssbus_forwarded_total (\d+)$", text, re.M)
-    return int(match.group(1)) if match else 0
+    match = re.search(r"^bssbus_forwarded_total (\S+)$", text, re.M)
+    return int(float(match.group(1))) if match else 0
 
 
 def raw_call(url: str, service: str, operation: str, args: dict) -> tuple[int, dict]:
