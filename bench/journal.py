@@ -112,12 +112,15 @@ def generate(rows: int, seed: int = 7):
         trans = f"T{n:026d}"
         proc = f"P{n // 3:026d}"
         serial = f"{caller}{n:020d}" if operation in ("Pay", "Reverse", "QueryPayment", "TopUp") else None
+        amount = rng.choice((1000, 2000, 5000, 10000, 12345, 30000)) if operation in ("Pay", "Reverse", "TopUp") else None
+        work_state = rng.choice("3333332") if operation == "ReportWorkOrderResult" else None
         order = f"ES{n // 4:016d}" if service in ("OrderSync", "Provisioning") else None
         target = target_of(kind, province)
         fault = rng.random() < 0.02
         msg = f"{n:032x}"
         base = dict(msg_id=msg, service=service, operation=operation, trans_ido=trans, proc_id=proc, msisdn=msisdn,
-                    serial=serial, order_id=order, province=province, target=target)
+                    serial=serial, order_id=order, amount=amount, work_state=work_state, province=province,
+                    target=target)
         route = f"route {service.lower()}-{operation.lower()} (province {province}, phase 2) -> {target}"
         status = "accepted" if stored else ("fault" if fault else "ok")
         yield row(base, at, direction="in", source=caller, route=route, status=status,
@@ -262,7 +265,7 @@ def plan(engine, query) -> tuple[str, bool]:
             # SCAN (of the table, or of a whole index for the ORDER BY) walks every row; SEARCH uses a key
             full = any(line.startswith("SCAN journal") for line in lines)
             return " | ".join(lines), not full
-        compiled = query.compile(engine)
+        compiled = query.compile(engine, compile_kwargs={"render_postcompile": True})
         rows = conn.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params).all()
         lines = [r[0].strip() for r in rows]
         full = any("Seq Scan on journal" in line for line in lines)
@@ -304,11 +307,37 @@ def measure(url: str, label: str, rows: int, runs: int) -> dict:
                             median_ms=round(median * 1000, 2), max_ms=round(worst * 1000, 2),
                             hops=len(found["events"]), met=median < TARGET_S, indexed=indexed, plan=text_plan))
         _line(results[-1])
+        results += measure_stats(engine, runs)
         assert [e["kind"] for e in found["events"]] == ["inbound", "route", "answer", "attempt", "attempt", "attempt",
                                                         "dead letter", "replay", "attempt"], found["events"]
         return dict(filled, searches=results)
     finally:
         engine.dispose()
+
+
+def measure_stats(engine, runs: int) -> list[dict]:
+    """`bssbus stats` (bus.stats.daily_stats: one aggregate a figure, days in UTC+8) over the
+    whole 30 days, over the last 7 and over one day, and one province over 30 days; the plan of
+    each figure's query."""
+    from bus.stats import daily_stats, day_bounds, local_today
+    from dao.stats import StatsQueries
+    tz = timezone(timedelta(hours=8))
+    today = local_today(tz, NOW)
+    out = []
+    for label, days, province in (("stats: 30 days, every province", DAYS, None),
+                                  ("stats: last 7 days", 7, None), ("stats: one day", 1, None),
+                                  ("stats: 30 days, province 51", DAYS, "51")):
+        since = today - timedelta(days=days - 1)
+        median, worst, report = timed(lambda: daily_stats(engine, since, today, tz, province), runs)
+        start, end = day_bounds(since, today, tz)
+        plans = [plan(engine, q) for q in StatsQueries(engine).queries(start, end, 480, province).values()]
+        out.append(dict(search=label, keys={"since": str(since), "until": str(today), "province": province},
+                        median_ms=round(median * 1000, 2), max_ms=round(worst * 1000, 2), hops=len(report.rows),
+                        met=median < TARGET_S, indexed=all(ok for _, ok in plans),
+                        plan=" || ".join(text_plan for text_plan, _ in plans),
+                        payments=report.totals().payments))
+        _line(out[-1])
+    return out
 
 
 def _line(r: dict) -> None:

@@ -1,7 +1,7 @@
 """The `bssbus` command.
 
 Sub-commands: serve, sandbox (and sandbox make-bank-file, make-cdr-file), call, demo, routes,
-phase, journal, dlq, hash-password, reconcile, cdr, soapui-project, check-config. Each takes
+phase, journal, stats, dlq, hash-password, reconcile, cdr, soapui-project, check-config. Each takes
 --help and --config FILE, and exits non-zero with a one-line reason on bad input.
 """
 from __future__ import annotations
@@ -939,6 +939,45 @@ def cmd_demo(args) -> int:
 
 
 # -- parser -------------------------------------------------------------------------------
+def cmd_stats(args) -> int:
+    """Daily figures per province from the journal (bus/stats.py): a table, --json or --csv."""
+    from datetime import timedelta
+
+    from bus.stats import StatsError, daily_stats, local_today, parse_day
+    from config.settings import parse_utc_offset
+    from dao.db import open_database
+
+    settings = _settings(args)
+    tz = parse_utc_offset(args.tz, "--tz") if args.tz else settings.stats_timezone
+    try:
+        until = parse_day(args.until, "--until", tz, default=local_today(tz))
+        since = parse_day(args.since, "--since", tz, default=until - timedelta(days=6))
+        if since > until:
+            raise CliError(f"--since {since} is after --until {until}")
+        if args.province is not None and not re.fullmatch(r"\d{2}", args.province):
+            raise CliError(f"--province {args.province!r}: give a two-digit province code such as 51")
+        report = daily_stats(open_database(settings.db_url), since, until, tz, args.province)
+    except StatsError as exc:
+        raise CliError(str(exc)) from None
+    if args.csv == "-":
+        report.write_csv(sys.stdout)
+        return 0
+    if args.csv:
+        try:
+            with open(args.csv, "w", encoding="utf-8", newline="") as out:
+                report.write_csv(out)
+        except OSError as exc:
+            raise CliError(f"--csv {args.csv}: {exc.strerror or exc}") from None
+    if args.json:
+        _print_json(report.as_dict())
+    else:
+        for line in report.table():
+            print(line)
+        if args.csv:
+            print(f"written to {args.csv}: {len(report.rows)} row(s) and a header")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE",
@@ -1222,6 +1261,24 @@ def build_parser() -> argparse.ArgumentParser:
                            "rest. Rotate by putting the new key first in $BSSBUS_JOURNAL_KEY "
                            "(comma-separated) and keeping the old one after it.")
     jkey.set_defaults(func=cmd_journal)
+
+    p = sub.add_parser(
+        "stats", parents=[common], help="daily figures per province from the journal (table, JSON, CSV)",
+        description="For each day and province: orders, work orders completed, payments, reversals "
+        "and top-ups (count and sum; fen and yuan) and the faults of the calls to each peer, counted "
+        "from the journal. Days are those of stats.timezone (+08:00 unless configured) or --tz; "
+        "--since and --until are days, both included (the last 7 days by default).")
+    p.add_argument("--since", metavar="DAY", help="first day: 2026-11-20, 20261120, today, yesterday or "
+                   "days back (7d); default 6 days before --until")
+    p.add_argument("--until", metavar="DAY", help="last day, included (same forms); default today")
+    p.add_argument("--province", metavar="NN", help="only this province (two-digit code, e.g. 51)")
+    p.add_argument("--tz", metavar="OFFSET", help="the days' time zone: +08:00, UTC, Asia/Shanghai... "
+                   "(default: stats.timezone)")
+    p.add_argument("--csv", metavar="FILE", help="also write the figures as CSV to FILE (- for standard "
+                   "output, instead of the table): a header, then a row a day and province")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--db-url", help="the journal database (default: the config's)")
+    p.set_defaults(func=cmd_stats)
     return parser
 
 

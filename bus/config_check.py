@@ -28,7 +28,7 @@ EXTRA_KEYS = {"sandbox": {"url"}, "security": {"rate_limit"}}
 #: Sections whose keys are fixed (checked here against config/bus.yaml); the others are maps of
 #: names (peers, consumers, provinces, operators) or have a parser that knows its keys.
 FIXED_SECTIONS = ("bus", "database", "server", "sandbox", "segments", "security", "housekeeping",
-                  "redelivery", "files", "files.reconciliation", "privacy", "logging", "console")
+                  "redelivery", "files", "files.reconciliation", "privacy", "logging", "console", "stats")
 #: A path at the start of a parser's message ("peers.hq_crm.breaker.failures: ..."): where it is.
 _PATH = re.compile(r'((?:[A-Za-z_][\w-]*|"[^"]*")(?:\.(?:[\w-]+|"[^"]*")|\[\d+\])+): (.+)', re.S)
 _SANDBOX_PLACEHOLDER = "http://sandbox.invalid"
@@ -205,6 +205,7 @@ class _Checker:
                      "idempotency_ttl_hours", "breaker", "port"):
             self.parsed("bus" if name != "breaker" else "breaker", getattr, s, name)
         self.parsed("files.cdr", lambda: s.cdr_files)
+        self.parsed("stats", lambda: s.stats_timezone)
         self.parsed("files.reconciliation", ReconConfig.from_settings, s)
         self.parsed("redelivery", RedeliveryPolicy.from_config, s.section("redelivery"))
         self.parsed("privacy", Privacy.from_settings, s)

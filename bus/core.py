@@ -21,7 +21,7 @@ from bus.idempotency import IdempotentConsumer
 from bus.metrics import OK, Metrics
 from bus.outbox import STORE_AND_FORWARD, Forwarder, RedeliveryPolicy, accept
 from bus.scheduler import Scheduler
-from bus.message import Message, Reply
+from bus.message import MONEY_OPERATIONS, Message, Reply, fen
 from bus.router import ContentBasedRouter, Decision
 from config.settings import Settings
 from dao.db import open_database
@@ -110,6 +110,7 @@ class Bus:
         return dict(msg_id=message.msg_id, direction="in", service=message.service,
                     operation=message.operation, trans_ido=message.trans_ido, proc_id=message.proc_id,
                     msisdn=message.msisdn, serial=message.serial, order_id=message.order_id,
+                    amount=message.amount, work_state=message.work_state,
                     source=message.caller, request=mask_passwords(message.raw),
                     consumer=getattr(message.consumer, "id", None))
 
@@ -147,6 +148,8 @@ class Bus:
         """The journal columns of a finished inbound hop: its answer, outcome and route."""
         values = dict(response=response, elapsed_ms=(time.time() - message.received_at) * 1000,
                       status="fault" if fault else "ok", rsp_code=fault.rsp_code if fault else rsp_code)
+        if message.amount is not None:   # a top-up's amount is known once its billing answered
+            values["amount"] = message.amount
         if fault:
             values.update(fault_code=fault.code, error=fault.message[:1000])
         if decision:
@@ -203,6 +206,8 @@ class Bus:
             if (message.service, message.operation) not in outcome.CHECKS:
                 raise
             reply = outcome.settle(self, message, decision, timeout)   # money: ask, never guess
+        if (message.service, message.operation) in MONEY_OPERATIONS:
+            message.answered_amount = fen((reply.body or {}).get("AMOUNT"))
         if decision.also:
             reply.extra.pop("answer", None)   # the first peer's bytes are not the whole answer now
             outcomes = [(decision.peer_name, reply.rsp_code, _rsp_desc(reply))]
@@ -252,6 +257,7 @@ class Bus:
             msg_id=message.msg_id, direction="out", service=message.service,
             operation=message.operation, trans_ido=message.trans_ido, proc_id=message.proc_id,
             msisdn=message.msisdn, serial=message.serial, order_id=message.order_id,
+            amount=_hop_amount(message, reply), work_state=message.work_state,
             province=decision.province, source="BUS",
             target=decision.peer_name, route=decision.describe()[:200], status=status,
             rsp_code=reply.rsp_code if reply else (fault.rsp_code if fault else None),
@@ -261,6 +267,14 @@ class Bus:
             response=reply.raw_response if reply else (fault.received or None if fault else None),
             started_at=_utc(started), finished_at=_utc(time.time()),
             elapsed_ms=reply.elapsed_ms if reply else (time.time() - started) * 1000))
+
+
+def _hop_amount(message: Message, reply: Reply | None) -> int | None:
+    """The amount of a money operation's call: the request's, else what the peer answered (a
+    top-up's card value)."""
+    if message.amount is not None or reply is None or (message.service, message.operation) not in MONEY_OPERATIONS:
+        return message.amount
+    return fen((reply.body or {}).get("AMOUNT"))
 
 
 def _rsp_desc(reply: Reply) -> str | None:

@@ -10,6 +10,9 @@ from typing import Any
 #: QueryBill, ListPayments... A read is asked of its peer afresh each time, with no idempotency
 #: key, and its journal row need not be durable before the answer (``bus.journal_reads``).
 READ_PREFIXES = ("Query", "List")
+#: Operations that move money: the journal keeps their AMOUNT (fen) for `bssbus stats`. A
+#: payment's and a reversal's is in the request; a top-up's (the card's face value) in the answer.
+MONEY_OPERATIONS = frozenset({("BankPayment", "Pay"), ("BankPayment", "Reverse"), ("TopUp", "TopUp")})
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Message:
     journal_id: int | None = None                     # its inbound journal row, once written
     consumer: object | None = None                    # who sent it (bus.security.Consumer), if known
     passthrough: object | None = None                 # adapters.base.Passthrough: read by the fast path
+    answered_amount: int | None = None                # AMOUNT of the answer (a top-up's), once answered
 
     @property
     def read(self) -> bool:
@@ -80,6 +84,31 @@ class Message:
     def order_id(self) -> str | None:
         """The order the message is about (ORDER_ID: an order, its work order, its notices)."""
         return (self.body or {}).get("ORDER_ID")
+
+    @property
+    def amount(self) -> int | None:
+        """The money a payment, reversal or top-up moves, in fen (:data:`MONEY_OPERATIONS`): the
+        request's AMOUNT, else the answer's (a top-up's card value); None for other operations."""
+        if (self.service, self.operation) not in MONEY_OPERATIONS:
+            return None
+        amount = fen((self.body or {}).get("AMOUNT"))
+        return self.answered_amount if amount is None else amount
+
+    @property
+    def work_state(self) -> str | None:
+        """A work order's WORK_STATE as the province reports it (3: done)."""
+        state = (self.body or {}).get("WORK_STATE") if self.operation == "ReportWorkOrderResult" else None
+        return str(state)[:2] if state is not None else None
+
+
+def fen(value) -> int | None:
+    """An AMOUNT as whole fen (the contracts' xs:long; text from an untyped dict), else None."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass

@@ -41,6 +41,40 @@ ENV_OVERRIDES = {
 
 PHASES = (2, 3)
 
+_OFFSET = re.compile(r"(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?(\d{2}))?", re.I)
+
+
+def parse_utc_offset(value, where: str = "stats.timezone"):
+    """A fixed time zone (a ``datetime.timezone``) from ``+08:00``, ``+0800``, ``UTC+8``, ``UTC``,
+    ``Z`` or an IANA name whose offset does not change over the year (``Asia/Shanghai``; a zone
+    with daylight saving time is refused: a day of statistics must be 24 hours long)."""
+    from datetime import datetime, timedelta, timezone
+    text = str(value if value is not None else "").strip()
+    if text.upper() in ("UTC", "GMT", "Z", "+00:00", "00:00"):
+        return timezone.utc
+    match = _OFFSET.fullmatch(text)
+    if match:
+        sign, hours, minutes = match.group(1), int(match.group(2)), int(match.group(3) or 0)
+        if hours > 14 or minutes > 59:
+            raise ConfigError(f"{where}: {text!r} is not a UTC offset between -14:00 and +14:00")
+        offset = timedelta(hours=hours, minutes=minutes) * (-1 if sign == "-" else 1)
+        return timezone(offset, f"UTC{sign}{hours:02d}:{minutes:02d}") if offset else timezone.utc
+    try:
+        from zoneinfo import ZoneInfo
+        zone = ZoneInfo(text)
+    except (ValueError, KeyError, OSError, ImportError):
+        zone = None
+    if zone is None or not text:
+        raise ConfigError(f"{where}: {text!r} is not a time zone: give a UTC offset such as +08:00 "
+                          "(the operator's, Beijing time) or a name such as Asia/Shanghai")
+    year = datetime.now().year
+    offsets = {zone.utcoffset(datetime(year, month, 1)) for month in (1, 4, 7, 10)}
+    if len(offsets) != 1:
+        raise ConfigError(f"{where}: {text} changes its offset during the year (daylight saving time); "
+                          "give a fixed UTC offset such as +01:00")
+    offset = offsets.pop()
+    return timezone(offset, text) if offset else timezone.utc
+
 
 def parse_phase(value, where: str) -> int:
     """A phase of the configuration (2 or 3; "2" is taken too); ConfigError saying where if not."""
@@ -534,6 +568,11 @@ class Settings:
         """How long the first answer to a message is kept for its repeats."""
         return float(self.section("bus").get("idempotency_ttl_hours", 72))
 
+    @property
+    def stats_timezone(self):
+        """The time zone whose days `bssbus stats` counts by (``stats.timezone``, +08:00 by default)."""
+        return parse_utc_offset(self.section("stats").get("timezone", "+08:00"), "stats.timezone")
+
     JOURNAL_READS = ("deferred", "sync", "off")
 
     @property
@@ -630,6 +669,7 @@ class Settings:
         self.limits  # noqa: B018 - each one checked
         self.max_peer_answer_bytes  # noqa: B018
         self.cdr_files  # noqa: B018
+        self.stats_timezone  # noqa: B018
         self.phases  # noqa: B018 - each phase 2 or 3
         peers = self.raw.get("peers") or {}
         for key, spec in peers.items():

@@ -25,6 +25,9 @@ class JournalEntry(Base):
     and ``order_id`` (ORDER_ID) are the business keys operators search by (``bssbus journal
     search``). The composite indexes ending in ``started_at`` answer "newest first" searches by
     peer, status, service, operation or direction, within a time range or not, from the index alone.
+    ``amount`` (fen: a payment's or reversal's AMOUNT, a top-up's AMOUNT as the billing answered it)
+    and ``work_state`` (a work-order report's WORK_STATE) are what `bssbus stats` adds up, so it
+    never reads (or decrypts) the raw bytes.
     """
 
     __tablename__ = "journal"
@@ -40,6 +43,8 @@ class JournalEntry(Base):
     msisdn: Mapped[str | None] = mapped_column(String(20))
     serial: Mapped[str | None] = mapped_column(String(32))
     order_id: Mapped[str | None] = mapped_column(String(32))
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    work_state: Mapped[str | None] = mapped_column(String(2))
     province: Mapped[str | None] = mapped_column(String(4))
     source: Mapped[str | None] = mapped_column(String(40))
     target: Mapped[str | None] = mapped_column(String(40))

@@ -370,3 +370,69 @@ def test_metrics_add_up_what_both_workers_counted(served):
         assert moved(before, after, "bssbus_requests_total", **labels) == sent
         assert value(after, "bssbus_requests_total", **labels) == sum(counted.values())
         assert moved(before, after, "bssbus_peer_call_seconds_count", peer="BILLING-38", outcome="ok") == sent
+
+
+def test_stats_from_the_command_line_table_csv_json_and_bad_input(tmp_path):
+    """`bssbus stats` in a process of its own, over a journal holding payments either side of
+    midnight in Beijing, a top-up and a fault."""
+    from datetime import datetime, timedelta, timezone
+
+    from dao.db import open_database
+    from dao.journal import Journal
+    url = f"sqlite:///{tmp_path}/j.db"
+    engine = open_database(url)
+    journal = Journal(engine)
+    utc = timezone.utc
+    for n, (at, operation, province, amount) in enumerate((
+            (datetime(2026, 11, 26, 15, 30, tzinfo=utc), "Pay", "51", 12345),   # 23:30 on the 26th in Beijing
+            (datetime(2026, 11, 26, 16, 30, tzinfo=utc), "Pay", "51", 20000),   # 00:30 on the 27th
+            (datetime(2026, 11, 27, 1, 0, tzinfo=utc), "TopUp", "11", 5000))):
+        journal.record(msg_id=f"m{n}", direction="in", service="TopUp" if operation == "TopUp" else "BankPayment",
+                       operation=operation, province=province, status="ok", rsp_code="0000", amount=amount,
+                       started_at=at)
+    journal.record(msg_id="f", direction="out", service="BankPayment", operation="QueryBalance", province="74",
+                   target="BILLING-74", status="fault", started_at=datetime(2026, 11, 27, 2, tzinfo=utc))
+    engine.dispose()
+    db = ["--db-url", url]
+
+    out = bssbus("stats", "--since", "2026-11-26", "--until", "20261127", *db)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "Statistics 2026-11-26 .. 2026-11-27 (days in UTC+08:00), from the journal"
+    assert lines[1].split()[:4] == ["day", "prov", "orders", "wo"]
+    assert [line.split()[:2] + line.split()[4:6] + line.split()[-1:] for line in lines[2:6]] == [
+        ["2026-11-26", "51", "1", "123.45", "0"], ["2026-11-27", "11", "0", "0.00", "0"],
+        ["2026-11-27", "51", "1", "200.00", "0"], ["2026-11-27", "74", "0", "0.00", "1"]]
+    assert lines[6].split() == ["total", "0", "0", "2", "323.45", "0", "0.00", "1", "50.00", "1"]
+    assert "  2026-11-27  74    BILLING-74 1" in out.stdout
+
+    out = bssbus("stats", "--since", "2026-11-26", "--until", "2026-11-27", "--tz", "UTC", "--csv", "-", *db)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "day,province,orders,work_orders_completed,payments,payments_fen,payments_yuan,reversals,reversals_fen,"
+        "reversals_yuan,topups,topups_fen,topups_yuan,faults,faults_by_peer",
+        "2026-11-26,51,0,0,2,32345,323.45,0,0,0.00,0,0,0.00,0,",
+        "2026-11-27,11,0,0,0,0,0.00,0,0,0.00,1,5000,50.00,0,",
+        "2026-11-27,74,0,0,0,0,0.00,0,0,0.00,0,0,0.00,1,BILLING-74=1"]
+
+    csv_file = tmp_path / "out" / "stats.csv"
+    csv_file.parent.mkdir()
+    out = bssbus("stats", "--since", "2026-11-27", "--until", "2026-11-27", "--province", "51", "--json",
+                 "--csv", str(csv_file), *db)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert [(r["day"], r["payments"], r["payments_fen"], r["payments_yuan"]) for r in data["rows"]] == [
+        ("2026-11-27", 1, 20000, "200.00")]
+    assert csv_file.read_text(encoding="utf-8").splitlines()[1] == "2026-11-27,51,0,0,1,20000,200.00,0,0,0.00,0,0,0.00,0,"
+
+    for args, words in ((("--since", "2026-13-01"), "--since '2026-13-01': give a date"),
+                        (("--until", "someday"), "--until 'someday'"),
+                        (("--since", "2026-11-28", "--until", "2026-11-27"), "is after --until"),
+                        (("--province", "5"), "--province '5'"),
+                        (("--tz", "Mars/Olympus"), "--tz: 'Mars/Olympus' is not a time zone"),
+                        (("--tz", "Europe/Berlin"), "daylight saving time"),
+                        (("--csv", str(tmp_path / "no" / "such" / "dir.csv")), "--csv")):
+        out = bssbus("stats", *args, *db)
+        assert out.returncode == 2 and words in out.stderr, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("bssbus stats: error: ")
+    assert "--province" in bssbus("stats", "--help").stdout

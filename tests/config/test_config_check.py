@@ -95,6 +95,9 @@ ROUTE = "routes:\n  - name: bank-payments\n    service: BankPayment\n"
     ("files: {reconciliation: {page_size: 0}}\n", "files.reconciliation", "page_size 1..10000"),
     ("security: {authentication: requird}\n", "security.authentication", "(did you mean \"required\"?)"),
     ("routes: {bank: hq_billing}\n", "routes", "must be a list"),
+    ('stats: {timezone: "+25:00"}\n', "stats.timezone", "is not a UTC offset between -14:00 and +14:00"),
+    ("stats: {timezone: America/New_York}\n", "stats.timezone", "daylight saving time"),
+    ("stats: {time_zone: UTC}\n", "stats.time_zone", "(did you mean \"timezone\"?)"),
 ])
 def test_each_problem_is_found_with_where_it_is(tmp_path, yaml_text, where, words):
     report = check(tmp_path, yaml_text)
