@@ -333,7 +333,7 @@ def measure_stats(engine, runs: int) -> list[dict]:
         plans = [plan(engine, q) for q in StatsQueries(engine).queries(start, end, 480, province).values()]
         out.append(dict(search=label, keys={"since": str(since), "until": str(today), "province": province},
                         median_ms=round(median * 1000, 2), max_ms=round(worst * 1000, 2), hops=len(report.rows),
-                        met=median < TARGET_S, indexed=all(ok for _, ok in plans),
+                        met=None, indexed=all(ok for _, ok in plans),   # a report, not a search: no target
                         plan=" || ".join(text_plan for text_plan, _ in plans),
                         payments=report.totals().payments))
         _line(out[-1])
@@ -341,7 +341,7 @@ def measure_stats(engine, runs: int) -> list[dict]:
 
 
 def _line(r: dict) -> None:
-    met = "met" if r["met"] else "NOT MET"
+    met = "no target" if r["met"] is None else "met" if r["met"] else "NOT MET"
     how = "index" if r["indexed"] else "FULL SCAN"
     print(f"  {r['search']:<30} {r['median_ms']:>10.1f} {r['max_ms']:>8.1f} {r['hops']:>5}  {met:<10}  {how}",
           flush=True)
@@ -377,7 +377,7 @@ def main(argv=None) -> int:
     out.write_text(json.dumps(data, indent=2, default=str) + "\n")
     print(f"\nwritten to {out.relative_to(ROOT)}")
     missed = [f"{db}: {r['search']}" for db in ("sqlite", "postgresql") if db in data
-              for r in data[db]["searches"] if not (r["met"] and r["indexed"])]
+              for r in data[db]["searches"] if r["met"] is not None and not (r["met"] and r["indexed"])]
     if missed:
         print("not met or not indexed: " + "; ".join(missed))
     return 1 if missed else 0
