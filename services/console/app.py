@@ -39,6 +39,7 @@ from lxml import etree
 from bus.operators import RAW_READER, AccessDenied, Operators, audit_unmasked
 from bus.outbox import discard_dead_letter, replay_dead_letter
 from bus.privacy import decode_xml, policy
+from bus.stats import StatsError, daily_stats, local_today, parse_day, yuan
 from bus.trace import timeline
 from dao.journal import JournalKeyError
 from dao.outbox import DEAD, OutboxStore
@@ -140,6 +141,10 @@ class Console:
             return self.dlq_row(ctx, parts[1], query)
         if len(parts) == 3 and parts[0] == "dlq" and parts[2] in ("replay", "discard"):
             return self.dlq_confirm(ctx, parts[1], parts[2])
+        if parts == ["stats"]:
+            return self.stats(ctx, query)
+        if parts == ["stats.csv"]:
+            return self.stats(ctx, query, csv=True)
         if parts == ["reconciliation"]:
             return self.batches(ctx, query)
         if len(parts) == 2 and parts[0] == "reconciliation":
@@ -564,6 +569,52 @@ class Console:
         raise Redirect(f"{ctx['base']}/dlq/{row['id']}" + (f"?done={action}ed" if done else ""))
 
     # -- reconciliation ---------------------------------------------------------------------
+    def stats(self, ctx, query, csv: bool = False):
+        """The daily figures per province of `bssbus stats` (bus/stats.py), as a table or CSV."""
+        tz, base = self.bus.settings.stats_timezone, ctx["base"]
+        province = query.get("province", "").strip() or None
+        try:
+            until = parse_day(query.get("until"), "until", tz, local_today(tz))
+            since = parse_day(query.get("since"), "since", tz, until - timedelta(days=6))
+            report = daily_stats(self.bus.engine, since, until, tz, province)
+        except StatsError as exc:
+            report, error = None, str(exc)
+        else:
+            error = None
+        if csv and report is not None:
+            name = f"bssbus-stats-{report.since}-{report.until}.csv"
+            return "200 OK", [("Content-Type", "text/csv; charset=utf-8"), ("Cache-Control", "no-store"),
+                              ("Content-Disposition", f'attachment; filename="{name}"')], \
+                report.csv_text().encode("utf-8")
+        form = h("<form method='get' action='{}/stats' class='search'><label>since<input name='since' value='{}' "
+                 "placeholder='7d, 2026-11-20'></label><label>until<input name='until' value='{}' "
+                 "placeholder='today'></label><label>province<input name='province' value='{}'></label>"
+                 "<div><button type='submit'>Show</button></div></form>", base, query.get("since", ""),
+                 query.get("until", ""), province or "")
+        if report is None:
+            return self.show(ctx, "Statistics", form + h("<p class='bad'>{}</p>", error), "stats")
+        total = report.totals()
+
+        def cells(r, day, prov):
+            return [day, prov, r.orders, r.work_orders_completed, r.payments, yuan(r.payments_fen), r.reversals,
+                    yuan(r.reversals_fen), r.topups, yuan(r.topups_fen), r.faults,
+                    ", ".join(f"{peer} {n}" for peer, n in sorted(r.faults_by_peer.items()))]
+        rows = [(cells(r, r.day, r.province or "-"), "") for r in report.rows]
+        if report.rows:
+            rows.append((cells(total, "total", ""), "total"))
+        link_csv = f"{base}/stats.csv?" + urlencode({k: v for k, v in (("since", str(report.since)),
+                                                                       ("until", str(report.until)),
+                                                                       ("province", province)) if v})
+        body = form + h("<p class='note'>Days {} to {} in {}, from the journal: orders taken, work orders "
+                        "reported done, payments, reversals and top-ups answered 0000 (sums in yuan), failed "
+                        "calls by peer. <a href='{}'>Download as CSV</a>.</p>{}{}", report.since, report.until,
+                        report.timezone_name, link_csv, table(
+                            ["day", "province", "orders", "work orders done", "payments", "yuan", "reversals",
+                             "yuan", "top-ups", "yuan", "faults", "faults by peer"], rows, "nothing in this range"),
+                        h("<p class='note'>{} payment, reversal or top-up hop(s) journalled before amounts were "
+                          "kept: counted, not in the sums.</p>", report.unpriced) if report.unpriced else "")
+        return self.show(ctx, "Statistics", body, "stats")
+
     def batches(self, ctx, query):
         bank = query.get("bank", "").strip()[:10] or None
         base = ctx["base"]

@@ -89,7 +89,7 @@ def post_button(action: str, label: str, csrf: str, cls: str = "", fields: dict 
 
 
 NAV = (("", "Health"), ("routes", "Routes & phases"), ("journal", "Journal"), ("dlq", "Dead letters"),
-       ("reconciliation", "Reconciliation"))
+       ("reconciliation", "Reconciliation"), ("stats", "Statistics"))
 
 
 def page(base: str, title: str, body, operator: str | None = None, csrf: str | None = None,

@@ -225,6 +225,26 @@ def test_health_routes_dead_letters_and_reconciliation_pages(eb):
     assert "ICBC0001" in shown and "ICBC0002" in shown and "amounts differ" in shown and "90.00" in shown
 
 
+def test_the_statistics_page_counts_the_payments_and_exports_them_as_csv(eb):
+    s = login(eb, "bob")
+
+    def paid_in_51(csv_text: str) -> tuple[int, int]:
+        rows = [r.split(",") for r in csv_text.splitlines()[1:]]
+        return (sum(int(r[4]) for r in rows if r[1] == "51"), sum(int(r[5]) for r in rows if r[1] == "51"))
+    before = paid_in_51(s.get(f"{s.base}/stats.csv", params={"since": "1d"}).text)
+    args = pay(eb)
+    amount = int(args["UNI_BSS_BODY"]["AMOUNT"])
+    page_ = s.get(f"{s.base}/stats", params={"since": "1d"}).text
+    assert "Statistics" in page_ and "Download as CSV" in page_ and "<td>51</td>" in page_
+    got = s.get(f"{s.base}/stats.csv", params={"since": "1d", "province": "51"})
+    assert got.headers["Content-Type"].startswith("text/csv") and "attachment" in got.headers["Content-Disposition"]
+    assert got.text.splitlines()[0].startswith("day,province,orders,work_orders_completed,payments,payments_fen")
+    assert paid_in_51(got.text) == (before[0] + 1, before[1] + amount)
+    bad = s.get(f"{s.base}/stats", params={"since": "someday"})
+    assert bad.status_code == 200 and "give a date" in bad.text
+    assert s.get(f"{s.base}/stats", params={"province": "5"}).text.count("two-digit province code") == 1
+
+
 def test_pretty_xml_leaves_what_does_not_parse_as_it_is():
     assert pretty_xml(b"<a><b>1</b></a>") == "<a>\n  <b>1</b>\n</a>\n"
     assert pretty_xml("<?xml version='1.0' encoding='GBK'?><a/>") == "<a/>\n"
