@@ -172,21 +172,9 @@ def _worker(args) -> tuple[list[float], dict, float]:
             n += 1
             data = body.replace(PLACEHOLDER, serial(prefix, worker, n)).encode()
             started = time.perf_counter()
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-                conn.request("POST", parts.path, data, HEADERS)
-                rsp = conn.getresponse()
-                answer = rsp.read()
-            except (OSError, http.client.HTTPException) as exc:
-                bad[type(exc).__name__] = bad.get(type(exc).__name__, 0) + 1
-                conn = conn.close() if conn else None
-                continue
-            mine.append(time.perf_counter() - started)
-            if rsp.status != 200:
-                bad["bad_status"] = bad.get("bad_status", 0) + 1
-            elif OK_MARK not in answer:
-                bad["bad_code"] = bad.get("bad_code", 0) + 1
+            conn, answered = _exchange(conn, parts, data, bad, 10)
+            if answered:
+                mine.append(time.perf_counter() - started)
         if conn:
             conn.close()
         with lock:
@@ -209,6 +197,26 @@ def _pool(procs: int):
     next worker, and the bench, wait for ever."""
     return multiprocessing.get_context("fork").Pool(procs, initializer=signal.signal,
                                                      initargs=(signal.SIGTERM, signal.SIG_DFL))
+
+
+def _exchange(conn, parts, data: bytes, bad: dict, timeout: float):
+    """One POST of ``data`` on a kept connection (opened when None): (the connection to keep,
+    whether an answer came). An answer that is not HTTP 200 with RSP_CODE 0000, and a socket
+    error or timeout (the connection then closed), count in ``bad`` by kind."""
+    try:
+        if conn is None:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        conn.request("POST", parts.path, data, HEADERS)
+        rsp = conn.getresponse()
+        answer = rsp.read()
+    except (OSError, http.client.HTTPException) as exc:
+        bad[type(exc).__name__] = bad.get(type(exc).__name__, 0) + 1
+        return (conn.close() if conn else None), False
+    if rsp.status != 200:
+        bad["bad_status"] = bad.get("bad_status", 0) + 1
+    elif OK_MARK not in answer:
+        bad["bad_code"] = bad.get("bad_code", 0) + 1
+    return conn, True
 
 
 def run_python(url: str, body: str, prefix: str, connections: int, duration: float) -> LoadResult:
@@ -265,22 +273,10 @@ def _paced_worker(args) -> tuple[list[float], list[float], dict, float]:
                 continue
             sent = time.monotonic()
             data = body.replace(PLACEHOLDER, serial(prefix, share, i // procs)).encode()
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT_S)
-                conn.request("POST", parts.path, data, HEADERS)
-                rsp = conn.getresponse()
-                answer = rsp.read()
-            except (OSError, http.client.HTTPException) as exc:
-                bad[type(exc).__name__] = bad.get(type(exc).__name__, 0) + 1
-                conn = conn.close() if conn else None
-                continue
-            lat.append(time.monotonic() - due)
-            lag.append(max(0.0, sent - due))
-            if rsp.status != 200:
-                bad["bad_status"] = bad.get("bad_status", 0) + 1
-            elif OK_MARK not in answer:
-                bad["bad_code"] = bad.get("bad_code", 0) + 1
+            conn, answered = _exchange(conn, parts, data, bad, TIMEOUT_S)
+            if answered:
+                lat.append(time.monotonic() - due)
+                lag.append(max(0.0, sent - due))
         if conn:
             conn.close()
         with lock:
