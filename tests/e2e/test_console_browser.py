@@ -66,11 +66,21 @@ def text(driver) -> str:
 
 def follow(driver, element) -> None:
     """Click ``element`` (a link or a submit button) and wait until the next page has loaded."""
-    from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
+
+    def left(_) -> bool:
+        """The clicked element belongs to a page that is gone. chromedriver says so with
+        StaleElementReferenceException, or, caught mid-navigation, with "Node with given id does
+        not belong to the document" (a plain WebDriverException, which staleness_of lets through)."""
+        try:
+            element.is_enabled()
+        except WebDriverException:
+            return True
+        return False
     element.click()
     wait = WebDriverWait(driver, 20)
-    wait.until(expected_conditions.staleness_of(element))
+    wait.until(left)
     wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
@@ -124,8 +134,12 @@ def test_an_operator_finds_a_payment_and_replays_a_dead_letter_in_a_browser(driv
 
     # 4. delivered: the console says so, and the journal has the audit line with the operator
     def delivered_on_page():
-        driver.refresh()
-        return driver.find_element(By.CSS_SELECTOR, "dd.status").text == "delivered"
+        from selenium.common.exceptions import WebDriverException
+        try:
+            driver.refresh()
+            return driver.find_element(By.CSS_SELECTOR, "dd.status").text == "delivered"
+        except WebDriverException:   # caught mid-load: look again
+            return False
     wait_for(delivered_on_page, 20)
     assert outbox_rows(eb, row["trans_ido"])[0]["status"] == "delivered"
     assert [(a["source"], a["target"]) for a in adm_rows(eb, row["trans_ido"], "replayed")] == [
