@@ -113,7 +113,11 @@ def test_an_order_by_its_order_id_across_its_flow(saf, capsys):
     assert at == sorted(at)
     attempts = [(e["operation"], e["peer"], e["status"]) for e in flow["events"] if e["kind"] == "attempt"]
     assert ("SyncOrder", "CRM-51", "ok") in attempts and ("SubmitWorkOrder", "CRM-51", "ok") in attempts
-    assert {(r["peer"], r["status"]) for r in flow["outbox"]} == {("CRM-51", "delivered")}
+    outbox = {(r["peer"], r["status"]) for r in flow["outbox"]}
+    assert {status for peer, status in outbox if peer == "CRM-51"} == {"delivered"}
+    # the province's report and the completion notice to e-sales share the PROC_ID: they may be
+    # on their way already when the trace is taken
+    assert {peer for peer, _ in outbox} <= {"CRM-51", "HQ-CRM", "ESALES"}
 
 
 def test_a_dead_letter_and_its_replay_in_the_trace(saf, capsys):
