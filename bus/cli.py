@@ -520,6 +520,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 def _moment(text: str | None, flag: str):
     """A --since/--until value: ISO 8601 (a date, or a date and time; UTC unless it carries an
     offset) or an age back from now: 90s, 15m, 2h, 3d, 1w."""
+    from dao.db import as_utc
     from datetime import datetime, timedelta, timezone
     if not text:
         return None
@@ -531,7 +532,7 @@ def _moment(text: str | None, flag: str):
     except ValueError:
         raise CliError(f"{flag} {text!r}: give an ISO time (2026-11-27, 2026-11-27T10:30, "
                        "2026-11-27T18:30+08:00) or an age such as 30m, 2h, 3d") from None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return as_utc(moment)
 
 
 def _trace(args, journal, engine) -> int:

@@ -36,6 +36,8 @@ from prometheus_client import multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
+from dao.db import as_utc
+
 log = logging.getLogger("bssbus.metrics")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -168,7 +170,7 @@ class StateCollector:
                         dead.add_metric([peer], n)
                     else:
                         depth.add_metric([peer], n)
-                        oldest.add_metric([peer], max(0.0, (at - _aware(first)).total_seconds()) if first else 0.0)
+                        oldest.add_metric([peer], max(0.0, (at - as_utc(first)).total_seconds()) if first else 0.0)
                 totals = dict.fromkeys(outcomes, 0)
                 for state, n, *sums in conn.execute(
                         select(b.c.state, func.count(), *(func.sum(b.c[f"{x}_count"]) for x in outcomes))
@@ -183,8 +185,3 @@ class StateCollector:
             return
         yield from (depth, oldest, dead, batches, txns)
 
-
-def _aware(value) -> datetime:
-    if isinstance(value, str):   # SQLite may hand back the text of an aggregate
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

@@ -13,7 +13,8 @@ lines or JSON.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timezone
+
+from dao.db import as_utc
 
 #: adm statuses and the kind of event they are
 ADM_KINDS = {"dead": "dead letter", "replayed": "replay", "discarded": "discard", "unmasked": "unmasked view"}
@@ -44,11 +45,11 @@ def timeline(hops: list[dict], outbox: list[dict] = (), mask=None) -> dict:
         return messages[hop["msg_id"]]["n"]
 
     def add(hop: dict, at, kind: str, text: str, **more) -> None:
-        events.append(dict(at=_utc(at), kind=kind, message=number(hop), trans_ido=hop.get("trans_ido"),
+        events.append(dict(at=as_utc(at), kind=kind, message=number(hop), trans_ido=hop.get("trans_ido"),
                            service=hop.get("service"), operation=hop.get("operation"), text=text, **more))
 
     for hop in hops:
-        n = number(hop)
+        number(hop)   # the messages are numbered in the order they first appear
         reason = mask(hop.get("error")) if hop.get("error") else None
         outcome = dict(status=hop["status"], rsp_code=hop.get("rsp_code"), fault_code=hop.get("fault_code"),
                        elapsed_ms=hop.get("elapsed_ms"), reason=reason)
@@ -89,8 +90,8 @@ def timeline(hops: list[dict], outbox: list[dict] = (), mask=None) -> dict:
     events.sort(key=lambda e: e["at"])   # stable: hops of one instant keep the journal's order
     now = [dict(id=r["id"], message=messages[r["msg_id"]]["n"] if r["msg_id"] in messages else None,
                 trans_ido=r.get("trans_ido"), peer=r["peer_name"], status=r["status"], attempts=r["attempts"],
-                rsp_code=r.get("rsp_code"), next_attempt_at=_utc(r.get("next_attempt_at")),
-                delivered_at=_utc(r.get("delivered_at")),
+                rsp_code=r.get("rsp_code"), next_attempt_at=as_utc(r.get("next_attempt_at")),
+                delivered_at=as_utc(r.get("delivered_at")),
                 last_error=mask(r.get("last_error")) if r.get("last_error") else None) for r in outbox]
     return dict(messages=list(messages.values()), events=events, outbox=now)
 
@@ -134,8 +135,3 @@ def _result(hop: dict) -> str:
 def _ms(hop: dict) -> str:
     return f" in {hop['elapsed_ms']:.0f} ms" if hop.get("elapsed_ms") is not None else ""
 
-
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=timezone.utc)

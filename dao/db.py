@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 from alembic import command
@@ -76,3 +77,14 @@ def scratch_schema(url: str, prefix: str = "t_"):
         with admin.connect() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def as_utc(moment: datetime | str | None) -> datetime | None:
+    """A time read from the database (or given by a person) as an aware UTC datetime: the bus
+    stores UTC, and SQLite hands it back naive (and the text of an aggregate such as MIN as a
+    string). None stays None."""
+    if moment is None:
+        return None
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)

@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from dao.db import as_utc
 from dao.journal import now
 from dao.models import IdempotencyKey
 
@@ -39,8 +40,8 @@ class IdempotencyStore:
         held = self.get(key)
         if held is None:   # released in between: try once more
             return self.claim(key, service, operation, msg_id, ttl, stale_after)
-        expired = _aware(held["expires_at"]) <= when
-        abandoned = held["status"] == "pending" and _aware(held["created_at"]) <= when - stale_after
+        expired = as_utc(held["expires_at"]) <= when
+        abandoned = held["status"] == "pending" and as_utc(held["created_at"]) <= when - stale_after
         if expired or abandoned:
             with self.engine.begin() as conn:
                 taken = conn.execute(update(K).where(K.c.key == key, K.c.msg_id == held["msg_id"],
@@ -94,8 +95,3 @@ class IdempotencyStore:
         with self.engine.begin() as conn:
             return conn.execute(delete(K).where(K.c.expires_at <= (before or now()))).rowcount
 
-
-def _aware(value: datetime) -> datetime:
-    """SQLite gives naive datetimes back; they were stored in UTC."""
-    from datetime import timezone
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import bindparam, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from dao.db import as_utc
 from dao.models import JournalEntry
 
 T = JournalEntry.__table__
@@ -215,9 +216,9 @@ class Journal:
             if value:
                 query = query.where(self.SEARCH_KEYS[name] == value)
         if since is not None:
-            query = query.where(T.c.started_at >= _as_utc(since))
+            query = query.where(T.c.started_at >= as_utc(since))
         if until is not None:
-            query = query.where(T.c.started_at < _as_utc(until))
+            query = query.where(T.c.started_at < as_utc(until))
         return query
 
     def search(self, *, since: datetime | None = None, until: datetime | None = None, limit: int = 50,
@@ -237,9 +238,9 @@ class Journal:
         failed = func.sum(case((T.c.status != "ok", 1), else_=0))
         last_ok = func.max(case((T.c.status == "ok", T.c.started_at), else_=None))
         query = (select(T.c.target, func.count(), failed, last_ok)
-                 .where(T.c.direction == "out", T.c.started_at >= _as_utc(since)).group_by(T.c.target))
+                 .where(T.c.direction == "out", T.c.started_at >= as_utc(since)).group_by(T.c.target))
         with self.engine.connect() as conn:
-            return {target: {"calls": calls, "failed": int(bad or 0), "last_ok": _as_utc(ok) if ok else None}
+            return {target: {"calls": calls, "failed": int(bad or 0), "last_ok": as_utc(ok) if ok else None}
                     for target, calls, bad, ok in conn.execute(query) if target}
 
     def trace_query(self, key: str):
@@ -254,13 +255,6 @@ class Journal:
         self.before_read()
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(self.trace_query(key)).mappings()]
-
-
-def _as_utc(moment: datetime) -> datetime:
-    """The journal's times are UTC (naive ones are taken as UTC)."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
 
 
 def _nothing() -> None:

@@ -14,7 +14,7 @@ TimeZone), Oracle ``TO_CHAR(SYS_EXTRACT_UTC(started_at) + NUMTODSINTERVAL(480, '
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Engine
@@ -24,6 +24,7 @@ from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import String
 
+from dao.db import as_utc
 from dao.models import JournalEntry
 
 T = JournalEntry.__table__
@@ -149,7 +150,7 @@ class StatsQueries:
 
     @staticmethod
     def _range(query, start: datetime, end: datetime):
-        return query.where(T.c.started_at >= _utc(start), T.c.started_at < _utc(end))
+        return query.where(T.c.started_at >= as_utc(start), T.c.started_at < as_utc(end))
 
     def figure_query(self, figure: Figure, start: datetime, end: datetime, minutes: int, province: str | None = None):
         """The SELECT of one figure: (day, province, n[, fen, priced]) rows."""
@@ -199,8 +200,3 @@ def _plain(row) -> dict:
             row[key] = int(row[key] or 0)
     return row
 
-
-def _utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
