@@ -525,14 +525,16 @@ def _moment(text: str | None, flag: str):
     if not text:
         return None
     text = text.strip()
-    if text[:-1].isdigit() and text[-1:].lower() in _UNITS:
-        return datetime.now(timezone.utc) - timedelta(seconds=int(text[:-1]) * _UNITS[text[-1].lower()])
     try:
+        if text[:-1].isdigit() and text[-1:].lower() in _UNITS:
+            return datetime.now(timezone.utc) - timedelta(seconds=int(text[:-1]) * _UNITS[text[-1].lower()])
         moment = datetime.fromisoformat(text)
+        return as_utc(moment)
+    except OverflowError:
+        raise CliError(f"{flag} {text!r} is out of range: give a time after the year 1 and before 9999") from None
     except ValueError:
         raise CliError(f"{flag} {text!r}: give an ISO time (2026-11-27, 2026-11-27T10:30, "
                        "2026-11-27T18:30+08:00) or an age such as 30m, 2h, 3d") from None
-    return as_utc(moment)
 
 
 def _trace(args, journal, engine) -> int:

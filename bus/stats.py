@@ -186,8 +186,11 @@ def parse_day(text: str | None, flag: str, tz: timezone, default: date | None = 
 
 def day_bounds(since: date, until: date, tz: timezone) -> tuple[datetime, datetime]:
     """[start, end) in UTC of the local days since..until (both included)."""
-    start = datetime.combine(since, time(0), tz).astimezone(timezone.utc)
-    end = datetime.combine(until + timedelta(days=1), time(0), tz).astimezone(timezone.utc)
+    try:
+        start = datetime.combine(since, time(0), tz).astimezone(timezone.utc)
+        end = datetime.combine(until + timedelta(days=1), time(0), tz).astimezone(timezone.utc)
+    except OverflowError:
+        raise StatsError(f"the range {since} .. {until} reaches past the calendar's first or last day") from None
     return start, end
 
 

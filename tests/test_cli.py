@@ -102,6 +102,9 @@ def test_journal_trace_and_search_refuse_bad_input_in_one_line(tmp_path):
     assert out.returncode == 2 and "--since 'yesterday'" in out.stderr and "2h" in out.stderr
     out = bssbus("journal", "search", "--since", "1h", "--until", "2h", *db)
     assert out.returncode == 2 and "--since must be before --until" in out.stderr
+    for far in ("99999999999d", "0001-01-01T00:00+08:00"):   # past the calendar: a sentence, no traceback
+        out = bssbus("journal", "search", "--since", far, *db)
+        assert out.returncode == 2 and "out of range" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     out = bssbus("journal", "search", "--serial", "NONE", *db)
     assert out.returncode == 0 and "no hop matches" in out.stdout
     for action in ("search", "trace"):
@@ -428,6 +431,7 @@ def test_stats_from_the_command_line_table_csv_json_and_bad_input(tmp_path):
     for args, words in ((("--since", "2026-13-01"), "--since '2026-13-01': give a date"),
                         (("--until", "someday"), "--until 'someday'"),
                         (("--since", "2026-11-28", "--until", "2026-11-27"), "is after --until"),
+                        (("--until", "9999-12-31"), "past the calendar"),
                         (("--province", "5"), "--province '5'"),
                         (("--tz", "Mars/Olympus"), "--tz: 'Mars/Olympus' is not a time zone"),
                         (("--tz", "Europe/Berlin"), "daylight saving time"),

@@ -44,7 +44,7 @@ from bus.trace import timeline
 from dao.journal import JournalKeyError
 from dao.outbox import DEAD, OutboxStore
 from dao.reconcile import COUNTS, ReconStore
-from services.console.html import CSS_FILE, Markup, e, fen, h, join, link, page, post_button, table, when
+from services.console.html import CSS_FILE, Markup, fen, h, join, link, page, post_button, table, when
 
 log = logging.getLogger("bssbus.console")
 
@@ -213,7 +213,8 @@ class Console:
         query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
         form = self.form(environ) if method == "POST" else {}
         target = form.get("next") or query.get("next") or f"{base}/"
-        if not target.startswith(base + "/") or "//" in target[len(base):] or "\\" in target:
+        if (not target.startswith(base + "/") or "//" in target[len(base):] or "\\" in target
+                or not all("!" <= c <= "~" for c in target)):
             target = f"{base}/"    # never a redirect off the console
         error = None
         if method == "POST":
@@ -258,10 +259,10 @@ class Console:
             return len(times) >= LOGIN_FAILURES
 
     def _failed(self, name: str) -> None:
+        if name not in self.operators.by_name:   # made-up names: nothing to lock, no memory to grow
+            return
         with self._lock:
             self._failures[name].append(time.monotonic())
-            if len(self._failures) > 10000:   # a flood of names must not grow memory without bound
-                self._failures.clear()
 
     def logout(self, base):
         return "303 See Other", [("Location", f"{base}/login"), ("Content-Type", "text/plain"),
@@ -486,7 +487,8 @@ class Console:
         return self.show(ctx, "Dead letters", body, "dlq")
 
     def _row(self, row_id: str):
-        return self.outbox.get(int(row_id)) if row_id.isdigit() else None
+        number = _id(row_id)
+        return self.outbox.get(number) if number is not None else None
 
     def dlq_row(self, ctx, row_id, query):
         row = self._row(row_id)
@@ -637,7 +639,8 @@ class Console:
         return self.show(ctx, "Reconciliation", body, "reconciliation")
 
     def batch(self, ctx, batch_id):
-        b = self.recon.get(int(batch_id)) if batch_id.isdigit() else None
+        number = _id(batch_id)
+        b = self.recon.get(number) if number is not None else None
         if b is None:
             return self.not_found(ctx, f"/reconciliation/{batch_id}")
         base, limit = ctx["base"], 1000
@@ -667,6 +670,12 @@ class Console:
                  table(["serial", "time", "number", "province", "bank amount", "billing amount", "type", "original",
                         "outcome", "action", "state", "detail", "correction"], items, "no discrepancies"))
         return self.show(ctx, f"Reconciliation batch {b['id']}", body, "reconciliation")
+
+
+def _id(text: str) -> int | None:
+    """A row id from a URL: ASCII digits of a size a database id has ("²" and a hundred digits
+    are no id), else None."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
 def _hidden_csrf(ctx) -> Markup:

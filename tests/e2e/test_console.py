@@ -79,6 +79,29 @@ def test_repeated_failures_lock_the_name_for_a_while(eb):
     eb.app.console._failures.clear()   # (per process, in memory: the other tests log bob in again)
 
 
+def test_made_up_names_neither_lock_anyone_nor_reset_a_lock(eb):
+    s = browser(eb)
+    for _ in range(5):
+        s.post(f"{s.base}/login", data={"name": "bob", "password": "guess"}, allow_redirects=False)
+    for n in range(30):
+        s.post(f"{s.base}/login", data={"name": f"nobody{n}", "password": "guess"}, allow_redirects=False)
+    assert set(eb.app.console._failures) == {"bob"}
+    r = s.post(f"{s.base}/login", data={"name": "bob", "password": PASSWORDS["bob"]}, allow_redirects=False)
+    assert r.status_code == 401 and "Too many failed logins" in r.text
+    eb.app.console._failures.clear()
+
+
+def test_an_id_that_is_no_id_and_a_next_that_is_no_path_are_refused_quietly(eb):
+    s = login(eb, "bob")
+    for path in ("/dlq/\u00b2", "/dlq/99999999999999999999999", "/dlq/99999999999999999999999/replay",
+                 "/reconciliation/\u00b2", "/reconciliation/" + "9" * 5000):
+        r = s.get(s.base + path.encode().decode("unicode_escape"))
+        assert r.status_code == 404, (path[:40], r.status_code)
+    r = browser(eb).post(f"{eb.url}/console/login?next=/console/%0d%0aX-Injected:%20y",
+                         data={"name": "bob", "password": PASSWORDS["bob"]}, allow_redirects=False)
+    assert r.status_code == 303 and r.headers["Location"] == "/console/" and "X-Injected" not in r.headers
+
+
 def test_a_forged_or_tampered_session_is_no_session(eb):
     s = login(eb)
     value = s.cookies.get(COOKIE)
